@@ -1,0 +1,205 @@
+"""Trie-constrained beam search: a fairseq ``Search`` that only extends hypotheses along a PrefixTree.
+
+Every hypothesis carries one integer state, its node in the tree. At each step the
+allowed tokens of the whole ``bsz x beam`` batch come from tensor operations on the
+tree's arrays (no Python loop over hypotheses), and the next states of the chosen
+candidates are known without another lookup.
+
+Two ways to restrict the scores, with identical results (``mode``):
+
+- ``"sparse"``: gather the log-probabilities of the allowed tokens only (``N x K`` with
+  K the largest fan-out in the batch) and run top-k on those.
+- ``"dense"``: write a ``-inf`` mask over the whole vocabulary (``N x V``), as fairseq's
+  ``PrefixConstrainedBeamSearch`` does, then top-k.
+- ``"auto"`` (default) picks sparse unless K is a large fraction of the vocabulary,
+  which only happens near the root.
+
+Dead ends. A hypothesis with no allowed continuation of finite score (it reached a leaf
+without EOS, its prefix was forced off the tree, or ``max_len`` cut it inside a name)
+is dropped: it never wins a beam slot over a live hypothesis, as with fairseq's ``-inf``
+mask. Instead of ``-inf`` (which turns into NaN positional scores when fairseq finalizes)
+such filler candidates carry the finite score :data:`DEAD_SCORE` and the pad token. When
+every candidate of a sentence is dead, the sentence is finished with EOS candidates of
+score :data:`DEAD_SCORE` rather than running to ``max_len``; :class:`PrefixTreeSequenceGenerator`
+removes those hypotheses from the output, so a sentence whose beam holds no valid
+identifier returns an empty n-best list, never NaN and never a non-tree sequence.
+
+Scores of live hypotheses equal those of fairseq's ``PrefixConstrainedBeamSearch`` given
+the same allowed sets (with the default ``candidate_multiple=1``, which returns
+``beam_size`` candidates per sentence as that class does).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional
+
+import torch
+from fairseq.search import Search
+from fairseq.sequence_generator import SequenceGenerator
+from torch import Tensor
+
+from .prefix_tree import PrefixTree
+
+#: Score of filler candidates and of the EOS that retires a sentence with no live hypothesis.
+DEAD_SCORE = -1e30
+#: Finalized hypotheses scoring at or below this are dead and removed from the output.
+DEAD_THRESHOLD = -1e20
+
+SEARCH_MODES = ("auto", "sparse", "dense")
+
+
+class PrefixTreeSearch(Search):
+    """Beam search whose hypotheses are prefixes of the sequences in a :class:`PrefixTree`."""
+
+    def __init__(self, tgt_dict, tree: PrefixTree, *, mode: str = "auto", candidate_multiple: int = 1):
+        super().__init__(tgt_dict)
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"unknown search mode {mode!r}; expected one of {SEARCH_MODES}")
+        if candidate_multiple < 1:
+            raise ValueError(f"candidate_multiple must be >= 1, got {candidate_multiple}")
+        if tree.start_token is not None and tree.start_token != self.eos:
+            raise ValueError(
+                f"the prefix tree's sequences begin with token {tree.start_token}, but decoding starts "
+                f"with the dictionary's EOS {self.eos}"
+            )
+        if tree.max_token >= self.vocab_size:
+            raise ValueError(
+                f"the prefix tree holds token id {tree.max_token}, outside the target dictionary "
+                f"({self.vocab_size} symbols)"
+            )
+        self.tree = tree
+        self.mode = mode
+        self.candidate_multiple = candidate_multiple
+        # fairseq stops at max_len instead of asserting when some hypotheses cannot end there.
+        self.stop_on_max_len = True
+        self._states: Optional[Tensor] = None  # (bsz * beam,) node of every live hypothesis
+        self._cand_states: Optional[Tensor] = None  # (bsz, cand) node each candidate leads to
+
+    # fairseq calls these three hooks to keep per-hypothesis state in step with the beam.
+    def init_constraints(self, batch_constraints: Optional[Tensor], beam_size: int):
+        """Reset the states at the start of a batch (fairseq's constraints are not used)."""
+        self._states = None
+        self._cand_states = None
+
+    def prune_sentences(self, batch_idxs: Tensor):
+        """Keep the candidate states of the sentences that stay in the batch."""
+        if self._cand_states is not None:
+            self._cand_states = self._cand_states[batch_idxs]
+
+    def update_constraints(self, active_hypos: Tensor):
+        """Adopt the states of the candidates fairseq kept: active_hypos is (bsz x beam_size)."""
+        if self._cand_states is not None:
+            self._states = torch.gather(self._cand_states, 1, active_hypos).view(-1)
+
+    def _states_for(self, prev_output_tokens: Tensor) -> Tensor:
+        """Node of every hypothesis; recomputed from the tokens when the cached one is stale."""
+        states = self._states
+        if states is not None and states.numel() == prev_output_tokens.size(0):
+            last = prev_output_tokens[:, -1]
+            consistent = (states < 0) | ((states > 0) & (self.tree.incoming_tokens(states) == last))
+            if bool(consistent.all()):
+                return states
+        tokens = prev_output_tokens if self.tree.start_token is not None else prev_output_tokens[:, 1:]
+        return self.tree.walk(tokens)
+
+    def _use_dense(self, width: int) -> bool:
+        if self.mode == "dense":
+            return True
+        if self.mode == "sparse":
+            return False
+        return width * 8 > self.vocab_size
+
+    @torch.jit.ignore
+    def step(
+        self,
+        step: int,
+        lprobs: Tensor,
+        scores: Optional[Tensor],
+        prev_output_tokens: Optional[Tensor] = None,
+        original_batch_idxs: Optional[Tensor] = None,
+    ):
+        """Choose the best allowed continuations.
+
+        Args:
+            lprobs: (bsz x beam_size x vocab_size) log-probabilities at this step
+            scores: (bsz x beam_size x step) cumulative scores so far
+            prev_output_tokens: (bsz * beam_size x (step + 1)) tokens so far, starting with BOS
+        Returns:
+            scores, indices, beams: each (bsz x max(candidate_multiple * beam_size, beam_size))
+        """
+        assert prev_output_tokens is not None
+        bsz, beam_size, vocab_size = lprobs.size()
+        states = self._states_for(prev_output_tokens).view(bsz, beam_size)
+        if step == 0:
+            # all hypotheses are the same at the first step: extend only the first one
+            lprobs = lprobs[:, :1, :]
+            states = states[:, :1]
+        n_beams = lprobs.size(1)
+        flat_states = states.reshape(-1)
+        flat_lprobs = lprobs.reshape(-1, vocab_size)
+
+        start, count = self.tree.child_ranges(flat_states)
+        width = int(count.max().item())
+        dense = self._use_dense(width)
+        if dense:
+            allowed = self.tree.allowed_mask(flat_states, vocab_size)
+            cand_lprobs = flat_lprobs.masked_fill(~allowed, -math.inf)
+        else:
+            cand_tokens, cand_next, valid = self.tree.candidates(flat_states, min_width=1)  # >= 1 column keeps shapes valid
+            cand_lprobs = flat_lprobs.gather(1, cand_tokens).masked_fill(~valid, -math.inf)
+        n_cols = cand_lprobs.size(1)
+        cand_lprobs = cand_lprobs.view(bsz, n_beams, n_cols)
+        if step > 0:
+            assert scores is not None
+            cand_lprobs = cand_lprobs + scores[:, :, step - 1].unsqueeze(-1)
+
+        k = self.candidate_multiple * beam_size
+        flat = cand_lprobs.view(bsz, -1)
+        if flat.size(1) < k:
+            flat = torch.cat([flat, flat.new_full((bsz, k - flat.size(1)), -math.inf)], dim=1)
+        top_scores, top_idx = torch.topk(flat, k=k, dim=1)
+        top_idx = top_idx.clamp(max=n_beams * n_cols - 1)  # padding columns point at a real cell
+        beams = torch.div(top_idx, n_cols, rounding_mode="trunc")
+        cols = top_idx.fmod(n_cols)
+        rows = beams + torch.arange(bsz, device=beams.device).unsqueeze(1) * n_beams
+        if dense:
+            tokens = cols
+            next_states = self.tree.advance(flat_states[rows.view(-1)], cols.reshape(-1)).view(bsz, k)
+        else:
+            tokens = cand_tokens[rows, cols]
+            next_states = cand_next[rows, cols]
+
+        dead = top_scores == -math.inf
+        if bool(dead.any()):
+            top_scores = top_scores.masked_fill(dead, DEAD_SCORE)
+            tokens = tokens.masked_fill(dead, self.pad)
+            beams = beams.masked_fill(dead, 0)
+            next_states = next_states.masked_fill(dead, -1)
+            # no live hypothesis left in a sentence: finish it now with EOS
+            retired = dead.all(dim=1, keepdim=True)
+            tokens = torch.where(retired, torch.full_like(tokens, self.eos), tokens)
+        self._cand_states = next_states
+        return top_scores, tokens, beams
+
+
+class PrefixTreeSequenceGenerator(SequenceGenerator):
+    """fairseq's SequenceGenerator with :class:`PrefixTreeSearch`, minus dead hypotheses."""
+
+    def __init__(self, models, tgt_dict, *, prefix_tree: PrefixTree, search_mode: str = "auto",
+                 candidate_multiple: int = 1, **kwargs):
+        kwargs["search_strategy"] = PrefixTreeSearch(
+            tgt_dict, prefix_tree, mode=search_mode, candidate_multiple=candidate_multiple
+        )
+        super().__init__(models, tgt_dict, **kwargs)
+
+    def _generate(self, sample, prefix_tokens=None, constraints=None, bos_token=None):
+        finalized = super()._generate(
+            sample, prefix_tokens=prefix_tokens, constraints=constraints, bos_token=bos_token
+        )
+        return [drop_dead(hypos) for hypos in finalized]
+
+
+def drop_dead(hypos: List[dict]) -> List[dict]:
+    """The hypotheses of one sentence that are not dead fillers (see :data:`DEAD_SCORE`)."""
+    return [h for h in hypos if float(h["score"]) > DEAD_THRESHOLD]

@@ -1,0 +1,116 @@
+"""The ``genre`` task: fairseq translation plus decoding constrained to a knowledge base's identifiers."""
+
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree, dictionary_fingerprint
+from .search import PrefixTreeSequenceGenerator
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenreConfig(TranslationConfig):
+    trie: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "compiled prefix tree of valid identifiers (built by `genre-trie build`); "
+            "when given, generation only produces sequences of this tree"
+        },
+    )
+    identifier_format: Optional[ChoiceEnum(list(IDENTIFIER_FORMATS))] = field(
+        default=None,
+        metadata={
+            "help": "format of the target identifiers: name_lang ('name >> lang'), lang_name "
+            "('lang >> name') or canonical; defaults to the format recorded in --trie, and must "
+            "agree with it when both are given"
+        },
+    )
+
+
+@register_task("genre", dataclass=GenreConfig)
+class GenreTask(TranslationTask):
+    """Generative entity linking: translate a marked mention in context into an entity identifier."""
+
+    cfg: GenreConfig
+
+    def __init__(self, cfg: GenreConfig, src_dict, tgt_dict):
+        super().__init__(cfg, src_dict, tgt_dict)
+        self.prefix_tree: Optional[PrefixTree] = None
+        self.identifier_format: Optional[str] = cfg.identifier_format
+        if cfg.trie:
+            self.prefix_tree = load_prefix_tree_for(cfg.trie, tgt_dict, self._target_dict_path())
+            tree_format = self.prefix_tree.identifier_format
+            if self.identifier_format is None:
+                self.identifier_format = tree_format
+            elif tree_format is not None and tree_format != self.identifier_format:
+                raise ValueError(
+                    f"--identifier-format {self.identifier_format} disagrees with --trie {cfg.trie}, "
+                    f"which holds {tree_format} identifiers"
+                )
+
+    def _target_dict_path(self) -> str:
+        paths = (self.cfg.data or "").split(os.pathsep)
+        return os.path.join(paths[0], f"dict.{self.cfg.target_lang}.txt")
+
+    def build_generator(
+        self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, prefix_allowed_tokens_fn=None
+    ):
+        """A SequenceGenerator; with ``--trie``, one whose beam search follows the prefix tree."""
+        if self.prefix_tree is None or getattr(args, "score_reference", False):
+            return super().build_generator(
+                models, args, seq_gen_cls, extra_gen_cls_kwargs, prefix_allowed_tokens_fn
+            )
+        conflicting = [
+            flag
+            for flag, on in (
+                ("--sampling", getattr(args, "sampling", False)),
+                ("--diverse-beam-groups", getattr(args, "diverse_beam_groups", -1) > 0),
+                ("--diversity-rate", getattr(args, "diversity_rate", -1) > -1),
+                ("--match-source-len", getattr(args, "match_source_len", False)),
+                ("--constraints", bool(getattr(args, "constraints", False))),
+                ("prefix_allowed_tokens_fn", prefix_allowed_tokens_fn is not None),
+                ("--print-alignment", bool(getattr(args, "print_alignment", False))),
+            )
+            if on
+        ]
+        if conflicting:
+            raise ValueError(
+                f"--trie decodes with a trie-constrained beam search; it cannot be combined with "
+                f"{', '.join(conflicting)} (drop those options or --trie)"
+            )
+        extra = dict(extra_gen_cls_kwargs or {})
+        extra["prefix_tree"] = self.prefix_tree
+        return super().build_generator(
+            models, args, seq_gen_cls=seq_gen_cls or PrefixTreeSequenceGenerator, extra_gen_cls_kwargs=extra
+        )
+
+
+def load_prefix_tree_for(path: str, tgt_dict, dict_name: str = "the target dictionary") -> PrefixTree:
+    """Load a prefix tree and check that it was built for ``tgt_dict``."""
+    tree = PrefixTree.load(path)
+    if tree.num_sequences == 0:
+        raise ValueError(f"--trie {path} holds no sequences: nothing could be generated")
+    expected = dictionary_fingerprint(tgt_dict)
+    if tree.dictionary_fingerprint is None:
+        logger.warning(
+            "--trie %s records no dictionary fingerprint; cannot check it matches %s", path, dict_name
+        )
+    elif tree.dictionary_fingerprint != expected:
+        raise ValueError(
+            f"--trie {path} was built for dictionary {tree.dictionary_fingerprint[:16]}..., but "
+            f"{dict_name} is {expected[:16]}...; rebuild the trie with the model's dict.txt"
+        )
+    if tree.max_token >= len(tgt_dict):
+        raise ValueError(
+            f"--trie {path} holds token id {tree.max_token}, outside {dict_name} ({len(tgt_dict)} symbols)"
+        )
+    logger.info("prefix tree %s: %d sequences, %d nodes", path, tree.num_sequences, tree.num_nodes)
+    return tree

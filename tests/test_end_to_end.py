@@ -1,0 +1,173 @@
+"""preprocess -> fairseq-train --task genre -> fairseq-generate / fairseq-interactive --trie, on CPU."""
+
+import os
+import random
+import re
+import subprocess
+import sys
+
+import pytest
+
+from genre_fairseq.prefix_tree import PrefixTree
+
+PLUGIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "genre_fairseq")
+BIN = os.path.dirname(sys.executable)
+
+NAMES = ["al be", "al ce", "be do", "ce ce fa", "do", "fa al", "ge be do", "ha"]
+LANGS = ["en", "de"]
+FILLER = ["the", "a", "of", "in", "with", "and", "to", "is"]
+
+
+def run(cmd, **kw):
+    exe = os.path.join(BIN, cmd[0])
+    proc = subprocess.run([exe] + cmd[1:], capture_output=True, text=True, timeout=600, **kw)
+    return proc
+
+
+def check(proc):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _write_split(path, n, rng):
+    src, tgt = [], []
+    for _ in range(n):
+        name, lang = rng.choice(NAMES), rng.choice(LANGS)
+        left = [rng.choice(FILLER) for _ in range(rng.randint(0, 3))]
+        right = [rng.choice(FILLER) for _ in range(rng.randint(0, 3))]
+        src.append(" ".join(left + ["[START]", name, "[END]"] + right + [lang]))
+        tgt.append(f"{name} >> {lang}")
+    with open(path + ".source", "w") as f:
+        f.write("\n".join(src) + "\n")
+    with open(path + ".target", "w") as f:
+        f.write("\n".join(tgt) + "\n")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Data, a trained genre_tiny checkpoint and a trie of the valid identifiers."""
+    w = tmp_path_factory.mktemp("e2e")
+    rng = random.Random(0)
+    for split, n in (("train", 400), ("valid", 40), ("test", 12)):
+        _write_split(str(w / split), n, rng)
+    with open(w / "kb.txt", "w") as f:
+        f.write("".join(f"{name} >> {lang}\n" for name in NAMES for lang in LANGS))
+    check(run([
+        "fairseq-preprocess", "--source-lang", "source", "--target-lang", "target",
+        "--trainpref", str(w / "train"), "--validpref", str(w / "valid"), "--testpref", str(w / "test"),
+        "--destdir", str(w / "bin"), "--joined-dictionary", "--workers", "1",
+    ]))
+    check(run([
+        "fairseq-train", str(w / "bin"), "--user-dir", PLUGIN, "--task", "genre", "--arch", "genre_tiny",
+        "--optimizer", "adam", "--lr", "0.01", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "10",
+        "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+        "--max-tokens", "4000", "--max-update", "60", "--cpu", "--seed", "1",
+        "--save-dir", str(w / "ckpt"), "--no-epoch-checkpoints", "--no-progress-bar", "--log-interval", "20",
+        "--disable-validation",
+    ]))
+    check(run([
+        "genre-trie", "build",
+        "--tokenized", str(w / "kb.txt"), "--dict", str(w / "bin" / "dict.target.txt"),
+        "--format", "name_lang", "--output", str(w / "kb.trie"), "--quiet",
+    ]))
+    return w
+
+
+def _generate(w, *extra):
+    return run([
+        "fairseq-generate", str(w / "bin"), "--user-dir", PLUGIN, "--task", "genre",
+        "--path", str(w / "ckpt" / "checkpoint_last.pt"), "--gen-subset", "test",
+        "--beam", "5", "--nbest", "5", "--cpu", "--batch-size", "4",
+        # fairseq drops sentences when --batch-size is below --required-batch-size-multiple (default 8)
+        "--required-batch-size-multiple", "1", *extra,
+    ])
+
+
+def _hypotheses(stdout):
+    return [line.split("\t") for line in stdout.splitlines() if line.startswith("H-")]
+
+
+def test_every_generated_hypothesis_is_a_trie_sequence(workdir):
+    out = check(_generate(workdir, "--trie", str(workdir / "kb.trie"))).stdout
+    hyps = _hypotheses(out)
+    valid = {line.strip() for line in open(workdir / "kb.txt")}
+    assert len(hyps) == 12 * 5
+    assert all(h[2] in valid for h in hyps), [h[2] for h in hyps if h[2] not in valid]
+    assert all(float(h[1]) > -1e3 for h in hyps)
+    # the tree's own view agrees: token ids of each hypothesis + EOS form a sequence of the tree
+    tree = PrefixTree.load(str(workdir / "kb.trie"))
+    from fairseq.data import Dictionary
+
+    d = Dictionary.load(str(workdir / "bin" / "dict.target.txt"))
+    for h in hyps:
+        ids = [d.eos()] + [d.index(s) for s in h[2].split()] + [d.eos()]
+        assert ids in tree
+
+
+def test_unconstrained_generation_still_works(workdir):
+    out = check(_generate(workdir)).stdout
+    assert len(_hypotheses(out)) == 12 * 5
+
+
+def test_interactive_with_trie(workdir):
+    proc = run(
+        ["fairseq-interactive", str(workdir / "bin"), "--user-dir", PLUGIN, "--task", "genre",
+         "--source-lang", "source", "--target-lang", "target", "--trie", str(workdir / "kb.trie"),
+         "--path", str(workdir / "ckpt" / "checkpoint_last.pt"), "--beam", "3", "--nbest", "3", "--cpu"],
+        input="the [START] al be [END] of en\n[START] ha [END] de\n",
+    )
+    check(proc)
+    hyps = _hypotheses(proc.stdout)
+    valid = {line.strip() for line in open(workdir / "kb.txt")}
+    assert len(hyps) == 6 and all(h[2] in valid for h in hyps)
+
+
+def _last_error_line(proc):
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_trie_for_another_dictionary_is_refused(workdir, tmp_path):
+    other = tmp_path / "dict.txt"
+    other.write_text("".join(f"w{i} 1\n" for i in range(30)))
+    toks = tmp_path / "ids.txt"
+    toks.write_text("w1 w2\nw3\n")
+    check(run(["genre-trie", "build", "--tokenized", str(toks), "--dict", str(other),
+               "--output", str(tmp_path / "other.trie"), "--quiet"]))
+    proc = _generate(workdir, "--trie", str(tmp_path / "other.trie"))
+    assert proc.returncode != 0
+    msg = _last_error_line(proc)
+    assert "was built for dictionary" in msg and "dict.target.txt" in msg
+
+
+def test_missing_truncated_and_empty_tries_are_clear_errors(workdir, tmp_path):
+    proc = _generate(workdir, "--trie", str(tmp_path / "missing.trie"))
+    assert proc.returncode != 0 and "prefix tree file not found" in _last_error_line(proc)
+
+    data = open(workdir / "kb.trie", "rb").read()
+    (tmp_path / "cut.trie").write_bytes(data[: len(data) - 16])
+    proc = _generate(workdir, "--trie", str(tmp_path / "cut.trie"))
+    assert proc.returncode != 0 and "truncated prefix tree file" in _last_error_line(proc)
+
+    PrefixTree.from_sequences([]).save(str(tmp_path / "empty.trie"))
+    proc = _generate(workdir, "--trie", str(tmp_path / "empty.trie"))
+    assert proc.returncode != 0 and "holds no sequences" in _last_error_line(proc)
+
+
+def test_conflicting_search_options_are_refused(workdir):
+    proc = _generate(workdir, "--trie", str(workdir / "kb.trie"), "--sampling")
+    assert proc.returncode != 0 and re.search(r"cannot be combined with --sampling", _last_error_line(proc))
+
+
+def test_identifier_format_must_agree_with_the_trie(workdir):
+    proc = _generate(workdir, "--trie", str(workdir / "kb.trie"), "--identifier-format", "lang_name")
+    assert proc.returncode != 0 and "holds name_lang identifiers" in _last_error_line(proc)
+
+
+def test_genre_trie_reports_unknown_symbols(workdir, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("al be\nzz top\n")
+    proc = run(["genre-trie", "build", "--tokenized", str(bad), "--dict", str(workdir / "bin" / "dict.target.txt"),
+                "--output", str(tmp_path / "x.trie"), "--quiet"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"genre-trie build: error: {bad}:2: symbol 'zz' is not in the dictionary"
+    assert not (tmp_path / "x.trie").exists()

@@ -1,0 +1,109 @@
+"""Tiny dictionaries and models built inside the tests (fairseq's style: pad=1, eos=2, unk=3)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn as nn
+from fairseq.data import Dictionary
+from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, FairseqIncrementalDecoder
+
+
+def make_dictionary(n_words: int) -> Dictionary:
+    """A fairseq Dictionary with the special symbols then words w0..w{n-1} (ids 4..)."""
+    d = Dictionary()
+    for i in range(n_words):
+        d.add_symbol(f"w{i}")
+    return d
+
+
+class _SourceIdEncoder(FairseqEncoder):
+    """Passes the source tokens through: the toy decoder keys its tables on them."""
+
+    def forward(self, src_tokens, src_lengths=None, **kwargs):
+        return {"src_tokens": src_tokens}
+
+    def reorder_encoder_out(self, encoder_out, new_order):
+        return {"src_tokens": encoder_out["src_tokens"].index_select(0, new_order)}
+
+
+class _TableDecoder(FairseqIncrementalDecoder):
+    """Returns hand-set probabilities: ``tables[example][step]`` is a vocab-sized distribution.
+
+    The example is the last non-pad source token minus 4 (source ``[w_k, eos]`` is example k).
+    """
+
+    def __init__(self, dictionary: Dictionary, tables: List[List[Sequence[float]]]):
+        super().__init__(dictionary)
+        self.tables = [torch.tensor(t, dtype=torch.float).log() for t in tables]
+
+    def forward(self, prev_output_tokens, encoder_out=None, incremental_state=None, **kwargs):
+        src = encoder_out["src_tokens"]
+        example = src[:, 0] - 4
+        steps = prev_output_tokens.size(1)
+        positions = [steps - 1] if incremental_state is not None else list(range(steps))
+        out = torch.stack(
+            [torch.stack([self.tables[int(e)][p] for p in positions]) for e in example.tolist()]
+        )
+        return out, {"attn": [None]}
+
+    def reorder_incremental_state(self, incremental_state, new_order):
+        pass
+
+    def max_positions(self):
+        return 1024
+
+
+class TableModel(FairseqEncoderDecoderModel):
+    """An encoder-decoder whose step distributions are given, per example, by hand."""
+
+    def __init__(self, dictionary: Dictionary, tables: List[List[Sequence[float]]]):
+        super().__init__(_SourceIdEncoder(dictionary), _TableDecoder(dictionary, tables))
+
+    def max_positions(self):
+        return (1024, 1024)
+
+
+def table_sample(n_examples: int, dictionary: Dictionary) -> Dict:
+    """A fairseq sample whose k-th source is ``[w_k, eos]``."""
+    src = torch.tensor([[4 + k, dictionary.eos()] for k in range(n_examples)])
+    return {
+        "id": torch.arange(n_examples),
+        "net_input": {"src_tokens": src, "src_lengths": torch.full((n_examples,), 2)},
+    }
+
+
+def tiny_transformer(dictionary: Dictionary, seed: int = 0, dim: int = 16) -> nn.Module:
+    """A randomly initialised 1-layer fairseq transformer over ``dictionary`` (eval mode)."""
+    from fairseq.models.transformer import TransformerModel, base_architecture
+
+    torch.manual_seed(seed)
+    args = argparse.Namespace(
+        encoder_embed_dim=dim, encoder_ffn_embed_dim=2 * dim, encoder_layers=1, encoder_attention_heads=2,
+        decoder_embed_dim=dim, decoder_ffn_embed_dim=2 * dim, decoder_layers=1, decoder_attention_heads=2,
+        dropout=0.0, attention_dropout=0.0, max_source_positions=64, max_target_positions=64,
+        share_all_embeddings=True,
+    )
+    base_architecture(args)
+
+    class _Task:
+        source_dictionary = dictionary
+        target_dictionary = dictionary
+
+    model = TransformerModel.build_model(args, _Task())
+    # Sharpen the output distribution so that rankings are far from ties.
+    with torch.no_grad():
+        model.decoder.embed_tokens.weight.mul_(8.0)
+    return model.eval()
+
+
+def teacher_forced_logprob(model, src: torch.Tensor, target: Sequence[int], eos: int) -> float:
+    """log p(target | src) under ``model``, target ending with EOS and decoding starting at EOS."""
+    tgt = torch.tensor([target])
+    prev = torch.cat([torch.tensor([[eos]]), tgt[:, :-1]], dim=1)
+    with torch.no_grad():
+        out = model(src.unsqueeze(0), torch.tensor([src.numel()]), prev)
+        lprobs = model.get_normalized_probs(out, log_probs=True)
+    return float(lprobs[0].gather(1, tgt[0].unsqueeze(1)).sum())

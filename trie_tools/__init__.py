@@ -1,0 +1,1 @@
+"""trie_tools: compile knowledge bases into the name tables and prefix trees genre_fairseq reads."""
