@@ -60,6 +60,24 @@ class GenreTask(TranslationTask):
         paths = (self.cfg.data or "").split(os.pathsep)
         return os.path.join(paths[0], f"dict.{self.cfg.target_lang}.txt")
 
+    def get_batch_iterator(
+        self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
+        ignore_invalid_inputs=False, required_batch_size_multiple=1, **kwargs,
+    ):
+        """fairseq's batch iterator, except that evaluation never drops sentences.
+
+        fairseq drops the last batch when its size is not a multiple of
+        ``--required-batch-size-multiple`` (default 8; fairseq issues #5036, #5351), so
+        ``fairseq-generate`` silently skips up to 7 test sentences. Outside the training
+        subset, the multiple is 1.
+        """
+        if dataset is not self.datasets.get(self.cfg.train_subset):
+            required_batch_size_multiple = 1
+        return super().get_batch_iterator(
+            dataset, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
+            required_batch_size_multiple, **kwargs,
+        )
+
     def build_generator(
         self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, prefix_allowed_tokens_fn=None
     ):
