@@ -1,0 +1,880 @@
+"""The name table: (lang, name) <-> knowledge-base entity ids, and the mention table.
+
+Decoding produces names; this module maps them back to entity ids (``NameTable.ids``) and
+lists the names of an entity (``NameTable.names``). Both directions are N-to-1: one
+(lang, name) may belong to several entities, and an entity has many names. A
+``MentionTable`` maps an exact mention string to candidate entities with counts, for
+candidate selection. Neither needs fairseq or torch.
+
+Input rules (checked at build time, ``ValueError`` naming the record otherwise)
+--------------------------------------------------------------------------------
+* Every field is a ``str`` of valid Unicode (no lone surrogates).
+* No field contains a C0 control character (U+0000-U+001F: NUL, tab, newline, ...).
+  Besides keeping text exports safe, this makes ``"\\x1f"`` (the unit separator) a safe
+  join character whose byte value sorts below every allowed character, so byte order of
+  the stored keys is exactly the ``(lang, name)`` tuple order.
+* ``entity_id``, ``name`` and ``mention`` are non-empty; ``lang`` may be ``""`` (for a
+  knowledge base without languages). Mention counts are integers >= 0.
+* Duplicates collapse: a repeated (entity_id, lang, name) is stored once; repeated
+  (mention, entity_id) counts are summed.
+
+Entity-id order (the "id rule", see ``id_sort_key``)
+----------------------------------------------------
+Wherever several entity ids are returned, they are ordered by the id rule: canonical
+Wikidata item ids ``Q<n>`` (``n`` a decimal number without leading zeros) come first,
+by numeric value ascending (``Q9`` before ``Q10``: the older item, usually the more
+prominent one, first); every other id (``Q007``, ``P31``, ``L5``, ``my-kb:42``) follows,
+by code point order. ``NameTable.ids(lang, name)[0]`` is therefore the deterministic pick
+for an ambiguous name. ``MentionTable.candidates`` orders by count descending, ties by the
+id rule.
+
+Lookups are exact: names and mentions are compared as given (no case folding, no
+Unicode normalization, no whitespace trimming); normalizing is the caller's job, and it
+must be done the same way at build and at lookup time.
+
+File format (version 1; both tables; little-endian)
+---------------------------------------------------
+One file::
+
+    offset 0   8 bytes  magic: b"GFNAMES\\0" (name table) or b"GFMENTN\\0" (mention table)
+    offset 8   u32      format version (1)
+    offset 12  u32      J = length of the header JSON in bytes
+    offset 16  u32      CRC-32 of bytes [0, 32 + J) computed with this field set to zero
+    offset 20  u32      reserved, 0
+    offset 24  u64      total file size in bytes
+    offset 32  J bytes  header JSON (UTF-8), then zero padding to a multiple of 64
+    ...        sections, each starting at a multiple of 64, zero padding in between
+
+The header JSON holds ``kind``, the counts, ``fingerprint``, the caller's ``meta`` and the
+section table: for each section its ``name``, ``type`` (``"marisa"`` for a serialized
+``marisa_trie.Trie``, ``"array"`` for a raw little-endian unsigned integer array with
+``dtype`` ``u1``/``u2``/``u4``/``u8`` and ``count``), ``offset``, ``nbytes`` and ``crc32``.
+Integer arrays use the smallest width that holds their largest value.
+
+Name table sections (N distinct (lang, name) keys, E entities, P (key, entity) links):
+
+* ``keys``: trie of ``lang + "\\x1f" + name``; its key id k in [0, N) indexes the arrays.
+* ``entities``: trie of entity ids; its key id e in [0, E).
+* ``fwd_entity`` (N): for key k, the entity e when the name is unambiguous (value < E);
+  otherwise E + j, and list j of ``multi_offsets`` (A + 1) / ``multi_entities`` holds the
+  entities of key k in id-rule order (A = number of ambiguous keys). Most names belong to
+  one entity, so this saves the N + 1 offsets a plain CSR list would need.
+* ``rev_offsets`` (E + 1) / ``rev_keys`` (P): CSR list of the keys of entity e, in
+  (lang, name) order.
+
+Mention table sections (M distinct mentions, E entities, P (mention, entity) pairs):
+``mentions`` and ``entities`` tries, ``offsets`` (M + 1), ``entity`` (P) and ``count``
+(P): the candidates of a mention ordered by count descending, then by the id rule.
+
+Loading memory-maps the whole file once and hands each section to its reader without a
+copy: ``marisa_trie.Trie.map`` takes a buffer (a slice of the mmap) and numpy arrays are
+``frombuffer`` views. One file therefore opens in milliseconds whatever its size, and
+resident memory grows only with the pages that lookups touch. (marisa's own
+``Trie.mmap(path)`` maps a whole file only, so several tries in one file need
+``Trie.map``; a directory of files would work too, but one file cannot be half-copied.)
+``Trie.map`` keeps no reference to its buffer (closing the mmap under a mapped trie crashes
+the process), so a table owns the mmap and the views, and ``close()`` drops the tries first.
+Checks at load time are O(1): magic, version, header checksum, file size against the
+header (truncation), section bounds, dtypes and counts, first/last CSR offsets, and the
+tries' own headers. ``verify()`` additionally checksums every section and checks every
+CSR array, reading the whole file. A file must not be overwritten in place while it is
+loaded (``build`` replaces the output atomically, so rebuilding to the same path is safe).
+
+Fingerprint: a 128-bit BLAKE2b over the canonical sorted content (id-rule order, then
+(lang, name); for mentions: mention, id rule, count). It depends on the content only, not
+on input order, duplicates, chunking, marisa version or ``meta``, so a prefix tree or a
+model can record it and refuse a table built from another knowledge base. ``build`` adds
+no timestamps: the same content and ``meta`` give a byte-identical file.
+
+Building streams: records are validated and spilled to sorted runs on disk (at most
+``chunk_size`` records in memory at a time), merged with ``heapq.merge``, and the tries are
+fed from spool files, so Python never holds the set of distinct strings; marisa's builder
+holds one copy of the keys of the trie being built. The spool directory is created next to
+the output (same disk) unless ``tmp_dir`` is given. Peak memory of a build is marisa's
+builder: about 115 bytes per key measured (1.2 GB for 10M names; expect ~10 GB for 90M).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import heapq
+import json
+import mmap
+import operator
+import os
+import re
+import shutil
+import struct
+import tempfile
+import zlib
+from array import array
+from typing import Any, Iterable, Iterator, Optional, TypeVar, Union
+
+import marisa_trie
+import numpy as np
+
+__all__ = ["NameTable", "MentionTable", "id_sort_key", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+NAME_TABLE_MAGIC = b"GFNAMES\0"
+MENTION_TABLE_MAGIC = b"GFMENTN\0"
+# Magic numbers of the project's file kinds, to name the kind of a file given to the wrong reader
+# (b"GENRETRI" is prefix_tree.MAGIC, spelled out so this module stays free of torch).
+_KINDS = {NAME_TABLE_MAGIC: "name table", MENTION_TABLE_MAGIC: "mention table", b"GENRETRI": "prefix tree"}
+
+_PREAMBLE = struct.Struct("<8sIIIIQ")  # magic, version, json_len, crc32, reserved, file_len
+_ALIGN = 64
+_MARISA_HEADER = b"We love Marisa.\0"  # first bytes of every serialized marisa trie
+_SEP = "\x1f"  # joins lang and name in the key trie
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_QID = re.compile(r"Q[1-9][0-9]{0,98}")
+_MAX_COUNT = (1 << 63) - 1
+
+PathLike = Union[str, "os.PathLike[str]"]
+_T = TypeVar("_T", bound="_Table")
+
+
+def id_sort_key(entity_id: str) -> tuple:
+    """Sort key of the id rule: canonical ``Q<n>`` by n ascending first, then other ids by code point."""
+    if _QID.fullmatch(entity_id):
+        return (0, int(entity_id[1:]), "")
+    return (1, 0, entity_id)
+
+
+def _rule_prefix(entity_id: str) -> str:
+    """A string whose code point order is the id rule (the spool sort key)."""
+    if _QID.fullmatch(entity_id):
+        return "A%02d%s" % (len(entity_id) - 1, entity_id)
+    return "B" + entity_id
+
+
+def _rule_entity(rule: bytes) -> bytes:
+    """Inverse of ``_rule_prefix`` on UTF-8 bytes."""
+    return rule[3:] if rule[:1] == b"A" else rule[1:]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _bad_record(what: str, index: int, record: Any, why: str) -> ValueError:
+    return ValueError(f"{what} #{index} {record!r}: {why}")
+
+
+def _check_text(value: Any, field: str, what: str, index: int, record: Any, *, empty_ok: bool) -> None:
+    if not isinstance(value, str):
+        raise _bad_record(what, index, record, f"{field} must be a str, not {type(value).__name__}")
+    if not value and not empty_ok:
+        raise _bad_record(what, index, record, f"{field} is empty")
+    match = _CONTROL.search(value)
+    if match:
+        raise _bad_record(
+            what, index, record,
+            f"{field} contains the control character U+{ord(match.group()):04X}; tab, newline, NUL "
+            "and the other C0 controls (U+0000-U+001F) are not allowed",
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad_record(what, index, record, f"{field} is not valid Unicode (lone surrogate)") from None
+
+
+def _name_lines(records: Iterable[tuple[str, str, str]]) -> Iterator[bytes]:
+    """Validate name records and encode each as a spool line ``rule \\t lang \\x1f name \\n``."""
+    for index, record in enumerate(records):
+        try:
+            entity_id, lang, name = record
+        except (TypeError, ValueError):
+            raise _bad_record("record", index, record, "expected (entity_id, lang, name)") from None
+        try:
+            line = (_rule_prefix(entity_id) + "\t" + lang + _SEP + name + "\n").encode("utf-8")
+            ok = entity_id and name and _CONTROL.search(entity_id + lang + name) is None
+        except (TypeError, UnicodeEncodeError):
+            ok = False
+        if not ok:  # find and name the offending field
+            _check_text(entity_id, "entity_id", "record", index, record, empty_ok=False)
+            _check_text(lang, "lang", "record", index, record, empty_ok=True)
+            _check_text(name, "name", "record", index, record, empty_ok=False)
+        yield line
+
+
+def _mention_lines(items: Iterable[tuple[str, str, int]]) -> Iterator[tuple[bytes, int]]:
+    """Validate mention items and encode each as (``mention \\t rule``, count)."""
+    for index, item in enumerate(items):
+        try:
+            mention, entity_id, count = item
+        except (TypeError, ValueError):
+            raise _bad_record("item", index, item, "expected (mention, entity_id, count)") from None
+        _check_text(mention, "mention", "item", index, item, empty_ok=False)
+        _check_text(entity_id, "entity_id", "item", index, item, empty_ok=False)
+        if isinstance(count, bool):
+            raise _bad_record("item", index, item, "count must be an int, not bool")
+        try:
+            count = operator.index(count)
+        except TypeError:
+            raise _bad_record("item", index, item, f"count must be an int, not {type(count).__name__}") from None
+        if count < 0 or count > _MAX_COUNT:
+            raise _bad_record("item", index, item, f"count must be in [0, 2**63), got {count}")
+        yield (mention + "\t" + _rule_prefix(entity_id)).encode("utf-8"), count
+
+
+# ----------------------------------------------------------------------------- external sort
+
+
+def _write_run(lines: list[bytes], tmp_dir: str, runs: list[str]) -> None:
+    path = os.path.join(tmp_dir, "run%05d" % len(runs))
+    with open(path, "wb") as f:
+        f.writelines(lines)
+    runs.append(path)
+
+
+def _sorted_unique(lines: Iterable[bytes], tmp_dir: str, chunk_size: int) -> Iterator[bytes]:
+    """The distinct lines in byte order; sorted runs of ``chunk_size`` lines spill to disk."""
+    runs: list[str] = []
+    buf: list[bytes] = []
+    for line in lines:
+        buf.append(line)
+        if len(buf) >= chunk_size:
+            _write_run(sorted(set(buf)), tmp_dir, runs)
+            buf = []
+    if not runs:
+        yield from sorted(set(buf))
+        return
+    if buf:
+        _write_run(sorted(set(buf)), tmp_dir, runs)
+    del buf
+    files = [open(path, "rb") for path in runs]
+    try:
+        previous = None
+        for line in heapq.merge(*files):
+            if line != previous:
+                yield line
+                previous = line
+    finally:
+        for f in files:
+            f.close()
+
+
+def _aggregate(pairs: dict[bytes, int]) -> list[bytes]:
+    return [b"%s\t%d\n" % (key, pairs[key]) for key in sorted(pairs)]
+
+
+def _sorted_summed(items: Iterable[tuple[bytes, int]], tmp_dir: str, chunk_size: int) -> Iterator[tuple[bytes, int]]:
+    """(key, summed count) in byte order of key; aggregated runs spill to disk."""
+    runs: list[str] = []
+    buf: dict[bytes, int] = {}
+    for key, count in items:
+        buf[key] = buf.get(key, 0) + count
+        if len(buf) >= chunk_size:
+            _write_run(_aggregate(buf), tmp_dir, runs)
+            buf = {}
+    if not runs:
+        for key in sorted(buf):
+            yield key, buf[key]
+        return
+    if buf:
+        _write_run(_aggregate(buf), tmp_dir, runs)
+    del buf
+    files = [open(path, "rb") for path in runs]
+    try:
+        # "\t" sorts below every allowed character, so equal keys are adjacent in the merge.
+        current, total = None, 0
+        for line in heapq.merge(*files):
+            key, _, count = line[:-1].rpartition(b"\t")
+            if key != current:
+                if current is not None:
+                    yield current, total
+                current, total = key, 0
+            total += int(count)
+        if current is not None:
+            yield current, total
+    finally:
+        for f in files:
+            f.close()
+
+
+def _spool_lines(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        for line in f:
+            yield line[:-1]
+
+
+def _spool_trie(path: str, n_lines: int) -> tuple[int, np.ndarray]:
+    """Save a marisa trie of a spool file's lines to ``path + ".marisa"``; its size and each line's key id."""
+    trie = marisa_trie.Trie(line.decode("utf-8") for line in _spool_lines(path))  # duplicates merge
+    get = trie.get
+    ids = np.fromiter((get(line) for line in _spool_lines(path)), dtype=np.uint32, count=n_lines)
+    trie.save(path + ".marisa")
+    return len(trie), ids
+
+
+def _smallest(values: np.ndarray, upper: int) -> np.ndarray:
+    """``values`` in the narrowest little-endian unsigned dtype holding ``upper``."""
+    for width in (1, 2, 4, 8):
+        if upper < 1 << (8 * width):
+            return np.ascontiguousarray(values, dtype=np.dtype("<u%d" % width))
+    raise ValueError(f"value {upper} does not fit in 64 bits")
+
+
+def _csr_offsets(groups: np.ndarray, n: int) -> np.ndarray:
+    offsets = np.zeros(n + 1, dtype=np.uint64)
+    np.cumsum(np.bincount(groups, minlength=n), out=offsets[1:])
+    return offsets
+
+
+# ----------------------------------------------------------------------------- container
+
+
+def _crc_file(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 22)
+            if not block:
+                return crc
+            crc = zlib.crc32(block, crc)
+
+
+def _pad(n: int) -> int:
+    return -n % _ALIGN
+
+
+def _write_container(path: PathLike, magic: bytes, header: dict, sections: list[tuple[str, Any]]) -> None:
+    """Write header + sections (``np.ndarray`` or a path to a saved marisa trie) atomically."""
+    table = []
+    for name, payload in sections:
+        if isinstance(payload, np.ndarray):
+            entry = {"name": name, "type": "array", "dtype": "u%d" % payload.dtype.itemsize,
+                     "count": int(payload.size), "nbytes": int(payload.nbytes), "crc32": zlib.crc32(payload)}
+        else:
+            entry = {"name": name, "type": "marisa", "nbytes": os.path.getsize(payload), "crc32": _crc_file(payload)}
+        table.append(entry)
+    # Offsets depend on the JSON length, which depends on the offsets: iterate to a fixed point.
+    data_start = 0
+    while True:
+        offset = data_start
+        for entry in table:
+            entry["offset"] = offset
+            offset += entry["nbytes"] + _pad(entry["nbytes"])
+        blob = json.dumps(dict(header, sections=table), ensure_ascii=False, sort_keys=True).encode("utf-8")
+        start = _PREAMBLE.size + len(blob) + _pad(_PREAMBLE.size + len(blob))
+        if start == data_start:
+            break
+        data_start = start
+    file_len = offset
+    preamble = _PREAMBLE.pack(magic, FORMAT_VERSION, len(blob), 0, 0, file_len)
+    crc = zlib.crc32(blob, zlib.crc32(preamble))
+    preamble = _PREAMBLE.pack(magic, FORMAT_VERSION, len(blob), crc, 0, file_len)
+
+    path = os.fspath(path)
+    tmp_path = "%s.tmp%d" % (path, os.getpid())
+    try:
+        with open(tmp_path, "wb") as f:
+            f.write(preamble + blob + b"\0" * (data_start - _PREAMBLE.size - len(blob)))
+            for entry, (_, payload) in zip(table, sections):
+                if isinstance(payload, np.ndarray):
+                    f.write(memoryview(payload).cast("B"))
+                else:
+                    with open(payload, "rb") as src:
+                        shutil.copyfileobj(src, f, 1 << 22)
+                f.write(b"\0" * _pad(entry["nbytes"]))
+            if f.tell() != file_len:
+                raise RuntimeError(f"{path}: wrote {f.tell()} bytes, expected {file_len}")
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+class _Closed:
+    """Stands in for the tries after ``close()`` so a late lookup fails cleanly."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ValueError("lookup on a closed table")
+
+
+class _Container:
+    """An open, validated table file: header dict, tries and arrays, all views of one mmap."""
+
+    def __init__(self, path: PathLike, magic: bytes, kind: str, required: dict[str, str]) -> None:
+        self.path = os.fspath(path)
+        with open(self.path, "rb") as f:  # a missing file is an OSError, not a format error
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise self.error("empty file")
+            head = f.read(_PREAMBLE.size)
+            if head[:8] != magic[: len(head)]:
+                other = _KINDS.get(head[:8])
+                what = f"this is a genre_fairseq {other}, not a {kind}" if other else f"not a genre_fairseq {kind}"
+                raise self.error(f"bad magic {head[:8]!r} ({what})")
+            if len(head) < _PREAMBLE.size:
+                raise self.error(f"truncated: {size} bytes, shorter than the {_PREAMBLE.size}-byte header")
+            _, version, json_len, crc, _, file_len = _PREAMBLE.unpack(head)
+            if version != FORMAT_VERSION:
+                raise self.error(f"unsupported format version {version} (this reader supports {FORMAT_VERSION})")
+            if size < _PREAMBLE.size + json_len or size < file_len:
+                raise self.error(f"truncated: {size} bytes, the header says {max(file_len, _PREAMBLE.size + json_len)}")
+            if size > file_len:
+                raise self.error(f"corrupt: {size} bytes, longer than the {file_len} the header says")
+            blob = f.read(json_len)
+            expected = zlib.crc32(blob, zlib.crc32(_PREAMBLE.pack(magic, version, json_len, 0, 0, file_len)))
+            if crc != expected:
+                raise self.error("corrupt header (checksum mismatch)")
+            try:
+                self.header = json.loads(blob.decode("utf-8"))
+            except ValueError as e:
+                raise self.error(f"corrupt header (bad JSON: {e})") from None
+            if not isinstance(self.header, dict) or self.header.get("kind") != kind.replace(" ", "_"):
+                raise self.error(f"corrupt header (kind is not {kind.replace(' ', '_')!r})")
+            self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._views: list[memoryview] = []
+        self.tries: dict[str, Any] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        try:
+            self._open_sections(required, file_len, _PREAMBLE.size + json_len)
+        except BaseException:
+            self.close()
+            raise
+
+    def error(self, cause: str) -> ValueError:
+        return ValueError(f"{self.path}: {cause}")
+
+    def _open_sections(self, required: dict[str, str], file_len: int, data_start: int) -> None:
+        try:
+            table = {entry["name"]: entry for entry in self.header["sections"]}
+        except (KeyError, TypeError) as e:
+            raise self.error(f"corrupt header (section table: {e!r})") from None
+        for name, kind in required.items():
+            entry = table.get(name)
+            if not isinstance(entry, dict) or entry.get("type") != kind:
+                raise self.error(f"corrupt header (missing {kind} section {name!r})")
+            try:
+                offset, nbytes = int(entry["offset"]), int(entry["nbytes"])
+                if kind == "array":
+                    dtype = {"u1": "<u1", "u2": "<u2", "u4": "<u4", "u8": "<u8"}[entry["dtype"]]
+                    count = int(entry["count"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise self.error(f"corrupt header (section {name!r}: {e!r})") from None
+            if offset < data_start or offset % 8 or nbytes < 0 or offset + nbytes > file_len:
+                raise self.error(f"corrupt header (section {name!r} out of bounds)")
+            if kind == "marisa":
+                # Checked here because a failed Trie.map never releases its buffer (marisa-trie
+                # 1.4.1), which pins the mmap until the process exits.
+                if self._mmap[offset: offset + len(_MARISA_HEADER)] != _MARISA_HEADER:
+                    raise self.error(f"corrupt section {name!r} (not a marisa trie)")
+                view = memoryview(self._mmap)[offset: offset + nbytes]
+                self._views.append(view)
+                trie = marisa_trie.Trie()
+                try:
+                    trie.map(view)
+                except Exception as e:  # marisa raises RuntimeError with its source location
+                    raise self.error(f"corrupt section {name!r} ({e})") from None
+                self.tries[name] = trie
+            else:
+                if count * np.dtype(dtype).itemsize != nbytes:
+                    raise self.error(f"corrupt header (section {name!r}: {count} x {dtype} != {nbytes} bytes)")
+                self.arrays[name] = (np.frombuffer(self._mmap, dtype=dtype, count=count, offset=offset)
+                                     if count else np.zeros(0, dtype=dtype))
+
+    def view(self, name: str) -> memoryview:
+        """A memoryview of an array section (released by ``close``)."""
+        view = memoryview(self.arrays[name])
+        self._views.append(view)
+        return view
+
+    def check_csr(self, offsets: str, values: str, rows: int, total: int) -> None:
+        """O(1) shape checks of a CSR pair (row count, first and last offset)."""
+        off, val = self.arrays[offsets], self.arrays[values]
+        if off.size != rows + 1 or val.size != total or int(off[0]) != 0 or int(off[-1]) != total:
+            raise self.error(f"corrupt sections {offsets!r}/{values!r} (inconsistent sizes)")
+
+    def check_len(self, trie: str, expected: int) -> None:
+        if len(self.tries[trie]) != expected:
+            raise self.error(f"corrupt section {trie!r} ({len(self.tries[trie])} keys, the header says {expected})")
+
+    def verify(self, csr: list[tuple[str, str, int]]) -> None:
+        """Checksum every section and check every CSR array fully."""
+        for entry in self.header["sections"]:
+            start = entry["offset"]
+            crc = 0
+            for pos in range(start, start + entry["nbytes"], 1 << 24):
+                crc = zlib.crc32(self._mmap[pos: min(pos + (1 << 24), start + entry["nbytes"])], crc)
+            if crc != entry["crc32"]:
+                raise self.error(f"corrupt section {entry['name']!r} (checksum mismatch)")
+        for offsets, values, bound in csr:
+            off, val = self.arrays[offsets], self.arrays[values]
+            if off.size > 1 and bool(np.any(off[1:] < off[:-1])):
+                raise self.error(f"corrupt section {offsets!r} (offsets decrease)")
+            if val.size and int(val.max()) >= bound:
+                raise self.error(f"corrupt section {values!r} (index out of range)")
+
+    def close(self) -> None:
+        # Trie.map keeps no reference to its buffer: the tries must go before the mapping does,
+        # or a lookup reads unmapped memory. Views and arrays are buffer exports that make
+        # mmap.close() refuse (BufferError) while anything still points into the file.
+        for name in self.tries:
+            self.tries[name] = _Closed()
+        self.arrays.clear()
+        try:
+            for view in reversed(self._views):
+                view.release()
+            if getattr(self, "_mmap", None) is not None:
+                self._mmap.close()
+        except BufferError:
+            pass  # a failed Trie.map leaked an export (only before a table exists): the mapping stays
+        self._views.clear()
+        self._mmap = None
+
+
+def _build_dir(path: PathLike, tmp_dir: Optional[str], chunk_size: int) -> tempfile.TemporaryDirectory:
+    """The spool directory of a build: in ``tmp_dir``, else next to the output (same disk)."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    where = tmp_dir if tmp_dir is not None else os.path.dirname(os.path.abspath(os.fspath(path)))
+    return tempfile.TemporaryDirectory(prefix=".gf-table-build-", dir=where)
+
+
+def _check_meta(meta: Optional[dict]) -> dict:
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta must be a dict, not {type(meta).__name__}")
+    try:
+        return json.loads(json.dumps(meta, ensure_ascii=False))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"meta must be JSON-serializable: {e}") from None
+
+
+# ----------------------------------------------------------------------------- shared surface
+
+
+class _Table:
+    """What both tables share: loading, header counts, meta, fingerprint, closing, pickling."""
+
+    _MAGIC: bytes
+    _KIND: str  # "name table" / "mention table"
+    _SECTIONS: dict[str, str]  # section name -> "marisa" / "array"
+    _COUNTS: tuple[str, ...]  # integer header fields
+    _TRIES: tuple[str, ...]  # attributes holding mapped tries, replaced on close
+
+    @classmethod
+    def load(cls: type[_T], path: PathLike) -> _T:
+        """Open a table file (memory-mapped); ``ValueError`` naming the file and the cause if it is not one."""
+        return cls(_Container(path, cls._MAGIC, cls._KIND, cls._SECTIONS))
+
+    def __init__(self, container: _Container) -> None:
+        """Wrap an opened container; use ``load``."""
+        c = self._c = container
+        try:
+            h = c.header
+            self._counts = {name: int(h[name]) for name in self._COUNTS}
+            self._fingerprint, self._meta = str(h["fingerprint"]), dict(h["meta"])
+        except (KeyError, TypeError, ValueError) as e:
+            c.close()
+            raise c.error(f"corrupt header ({e!r})") from None
+        try:
+            self._attach(c, **self._counts)
+        except ValueError:
+            c.close()
+            raise
+
+    def _attach(self, c: _Container, **counts: int) -> None:
+        raise NotImplementedError
+
+    @property
+    def num_entities(self) -> int:
+        """Number of distinct entity ids."""
+        return self._counts["num_entities"]
+
+    @property
+    def meta(self) -> dict:
+        """The ``meta`` dict given to ``build`` (a copy)."""
+        return copy.deepcopy(self._meta)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hex digest of the table's content (independent of input order, duplicates, chunking and meta)."""
+        return self._fingerprint
+
+    @property
+    def path(self) -> str:
+        """The file this table was loaded from."""
+        return self._c.path
+
+    def close(self) -> None:
+        """Unmap the file; later lookups raise ``ValueError``."""
+        for attr in self._TRIES:
+            setattr(self, attr, _Closed())
+        self._c.close()
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple:
+        # Pickles as its path (e.g. into DataLoader workers); the receiver maps the file again.
+        return (type(self).load, (self.path,))
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{name[4:]}={value}" for name, value in self._counts.items())
+        return f"{type(self).__name__}({self.path!r}, {counts}, fingerprint={self._fingerprint[:12]!r})"
+
+
+# ----------------------------------------------------------------------------- name table
+
+
+class NameTable(_Table):
+    """(lang, name) <-> entity ids, N-to-1 both ways, memory-mapped from one file."""
+
+    _MAGIC, _KIND, _TRIES = NAME_TABLE_MAGIC, "name table", ("_keys", "_entities")
+    _COUNTS = ("num_keys", "num_entities", "num_links", "num_ambiguous")
+    _SECTIONS = {"keys": "marisa", "entities": "marisa", "fwd_entity": "array", "multi_offsets": "array",
+                 "multi_entities": "array", "rev_offsets": "array", "rev_keys": "array"}
+
+    @staticmethod
+    def build(records: Iterable[tuple[str, str, str]], path: PathLike, *, meta: Optional[dict] = None,
+              tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000) -> None:
+        """Write the table of ``(entity_id, lang, name)`` records to ``path``; duplicates collapse."""
+        meta = _check_meta(meta)
+        with _build_dir(path, tmp_dir, chunk_size) as tmp:
+            keys_path = os.path.join(tmp, "keys")  # key of every link, links in id-rule order
+            ents_path = os.path.join(tmp, "entities")  # distinct entity ids in id-rule order
+            link_rank = array("I")  # id-rule rank of the entity of every link
+            digest = hashlib.blake2b(b"genre_fairseq names\n", digest_size=16)
+            rank = -1
+            previous = None
+            with open(keys_path, "wb") as keys_f, open(ents_path, "wb") as ents_f:
+                for line in _sorted_unique(_name_lines(records), tmp, chunk_size):
+                    rule, _, key = line.partition(b"\t")
+                    if rule != previous:
+                        previous = rule
+                        rank += 1
+                        entity = _rule_entity(rule)
+                        ents_f.write(entity + b"\n")
+                    keys_f.write(key)
+                    link_rank.append(rank)
+                    digest.update(entity + b"\t" + key)
+            n_links, n_entities = len(link_rank), rank + 1
+            ent_rank = np.frombuffer(link_rank, dtype=np.uint32) if n_links else np.zeros(0, np.uint32)
+
+            n_keys, key_id = _spool_trie(keys_path, n_links)
+            _, ent_id_of_rank = _spool_trie(ents_path, n_entities)
+
+            # Links are in id-rule order; a stable sort by key keeps that order within a key.
+            order = np.argsort(key_id, kind="stable")
+            link_entity = ent_id_of_rank[ent_rank[order]]  # grouped by key
+            per_key = np.bincount(key_id, minlength=n_keys)
+            fwd_entity = link_entity[_csr_offsets(key_id, n_keys)[:-1]].astype(np.uint64)
+            ambiguous = np.flatnonzero(per_key > 1)
+            fwd_entity[ambiguous] = n_entities + np.arange(ambiguous.size, dtype=np.uint64)
+            fwd_entity = _smallest(fwd_entity, n_entities + ambiguous.size)
+            multi_entities = _smallest(link_entity[np.repeat(per_key > 1, per_key)], n_entities)
+            multi_offsets = np.zeros(ambiguous.size + 1, dtype=np.uint64)
+            np.cumsum(per_key[ambiguous], out=multi_offsets[1:])
+            multi_offsets = _smallest(multi_offsets, multi_entities.size)
+            del link_entity, per_key
+            # Within an entity, links are in (lang, name) order; the stable sort keeps it.
+            link_ent = ent_id_of_rank[ent_rank]
+            del ent_rank, link_rank, order
+            order = np.argsort(link_ent, kind="stable")
+            rev_keys = _smallest(key_id[order], n_keys)
+            rev_offsets = _smallest(_csr_offsets(link_ent, n_entities), n_links)
+            del order, link_ent, key_id
+
+            header = {"kind": "name_table", "num_keys": n_keys, "num_entities": n_entities,
+                      "num_links": n_links, "num_ambiguous": int(ambiguous.size),
+                      "fingerprint": digest.hexdigest(), "meta": meta}
+            _write_container(path, NAME_TABLE_MAGIC, header, [
+                ("keys", keys_path + ".marisa"), ("entities", ents_path + ".marisa"),
+                ("fwd_entity", fwd_entity), ("multi_offsets", multi_offsets), ("multi_entities", multi_entities),
+                ("rev_offsets", rev_offsets), ("rev_keys", rev_keys)])
+
+    def _attach(self, c: _Container, num_keys: int, num_entities: int, num_links: int, num_ambiguous: int) -> None:
+        c.check_len("keys", num_keys)
+        c.check_len("entities", num_entities)
+        if c.arrays["fwd_entity"].size != num_keys:
+            raise c.error("corrupt section 'fwd_entity' (inconsistent size)")
+        c.check_csr("multi_offsets", "multi_entities", num_ambiguous, num_links - num_keys + num_ambiguous)
+        c.check_csr("rev_offsets", "rev_keys", num_entities, num_links)
+        self._n_keys, self._n_entities = num_keys, num_entities
+        self._keys, self._entities = c.tries["keys"], c.tries["entities"]
+        # memoryviews index about twice as fast as numpy arrays for single items
+        self._fwd = c.view("fwd_entity")
+        self._multi_off, self._multi_ent = c.view("multi_offsets"), c.view("multi_entities")
+        self._rev_off, self._rev_key = c.view("rev_offsets"), c.view("rev_keys")
+
+    def ids(self, lang: str, name: str) -> list[str]:
+        """Entity ids named ``name`` in ``lang``, in id-rule order (``[0]`` is the pick); ``[]`` if unknown."""
+        try:
+            k = self._keys.get(lang + _SEP + name)
+        except UnicodeEncodeError:
+            return []
+        if k is None:
+            return []
+        e = self._fwd[k]
+        if e < self._n_entities:
+            return [self._entities.restore_key(e)]
+        j = e - self._n_entities
+        restore = self._entities.restore_key
+        return [restore(x) for x in self._multi_ent[self._multi_off[j]: self._multi_off[j + 1]].tolist()]
+
+    def names(self, entity_id: str) -> list[tuple[str, str]]:
+        """All ``(lang, name)`` of an entity, sorted; ``[]`` if unknown."""
+        try:
+            e = self._entities.get(entity_id)
+        except UnicodeEncodeError:
+            return []
+        if e is None:
+            return []
+        restore = self._keys.restore_key
+        return [tuple(restore(k).split(_SEP, 1)) for k in self._rev_key[self._rev_off[e]: self._rev_off[e + 1]].tolist()]
+
+    def __len__(self) -> int:
+        """Number of distinct (lang, name) pairs."""
+        return self._n_keys
+
+    def __contains__(self, key: object) -> bool:
+        """Whether a ``(lang, name)`` pair is in the table."""
+        if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(s, str) for s in key)):
+            return False
+        return bool(self.ids(*key))
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """Iterate over the (lang, name) pairs (in the trie's order: fixed for a file, otherwise unspecified)."""
+        for key in self._keys.iterkeys():
+            yield tuple(key.split(_SEP, 1))
+
+    @property
+    def num_links(self) -> int:
+        """Number of distinct (entity_id, lang, name) records."""
+        return self._counts["num_links"]
+
+    def entity_ids(self) -> Iterator[str]:
+        """Iterate over the entity ids (in the trie's order: fixed for a file, otherwise unspecified)."""
+        return self._entities.iterkeys()
+
+    def verify(self) -> None:
+        """Read the whole file and check section checksums and CSR arrays; ``ValueError`` if corrupt."""
+        c = self._c
+        c.verify([("multi_offsets", "multi_entities", self._n_entities), ("rev_offsets", "rev_keys", self._n_keys)])
+        fwd = c.arrays["fwd_entity"]
+        if fwd.size and int(fwd.max()) >= self._n_entities + self._counts["num_ambiguous"]:
+            raise c.error("corrupt section 'fwd_entity' (index out of range)")
+        if bool(np.any(np.diff(c.arrays["multi_offsets"].astype(np.int64)) < 2)):
+            raise c.error("corrupt section 'multi_offsets' (a list shorter than 2)")
+
+
+# ----------------------------------------------------------------------------- mention table
+
+
+class MentionTable(_Table):
+    """Exact mention string -> candidate entity ids with counts, memory-mapped from one file."""
+
+    _MAGIC, _KIND, _TRIES = MENTION_TABLE_MAGIC, "mention table", ("_mentions", "_entities")
+    _COUNTS = ("num_mentions", "num_entities", "num_pairs")
+    _SECTIONS = {"mentions": "marisa", "entities": "marisa", "offsets": "array",
+                 "entity": "array", "count": "array"}
+
+    @staticmethod
+    def build(items: Iterable[tuple[str, str, int]], path: PathLike, *, meta: Optional[dict] = None,
+              tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000) -> None:
+        """Write the table of ``(mention, entity_id, count)`` items to ``path``; counts of duplicates sum."""
+        meta = _check_meta(meta)
+        with _build_dir(path, tmp_dir, chunk_size) as tmp:
+            mentions_path = os.path.join(tmp, "mentions")  # distinct mentions, sorted
+            ents_path = os.path.join(tmp, "entities")  # entity of every pair, in final pair order
+            pair_mention = array("I")  # ordinal of the pair's mention in the sorted mentions
+            counts = array("Q")
+            digest = hashlib.blake2b(b"genre_fairseq mentions\n", digest_size=16)
+            n_mentions = 0
+
+            def flush(mention: bytes, group: list[tuple[int, bytes]]) -> None:
+                nonlocal n_mentions
+                mentions_f.write(mention + b"\n")
+                group.sort(key=lambda pair: -pair[0])  # stable: ties stay in id-rule order
+                for count, entity in group:
+                    ents_f.write(entity + b"\n")
+                    pair_mention.append(n_mentions)
+                    counts.append(count)
+                n_mentions += 1
+
+            with open(mentions_path, "wb") as mentions_f, open(ents_path, "wb") as ents_f:
+                current, group = None, []
+                for key, count in _sorted_summed(_mention_lines(items), tmp, chunk_size):
+                    mention, _, rule = key.partition(b"\t")
+                    entity = _rule_entity(rule)
+                    if count > _MAX_COUNT:
+                        raise ValueError(f"summed count of ({mention.decode()!r}, {entity.decode()!r}) exceeds 2**63 - 1")
+                    digest.update(b"%s\t%s\t%d\n" % (mention, entity, count))
+                    if mention != current:
+                        if current is not None:
+                            flush(current, group)
+                        current, group = mention, []
+                    group.append((count, entity))
+                if current is not None:
+                    flush(current, group)
+            n_pairs = len(counts)
+
+            _, mention_id_of_ord = _spool_trie(mentions_path, n_mentions)
+            n_entities, pair_entity = _spool_trie(ents_path, n_pairs)
+
+            pair_ord = np.frombuffer(pair_mention, dtype=np.uint32) if n_pairs else np.zeros(0, np.uint32)
+            pair_mid = mention_id_of_ord[pair_ord]
+            order = np.argsort(pair_mid, kind="stable")  # keeps each mention's candidate order
+            count_arr = np.frombuffer(counts, dtype=np.uint64) if n_pairs else np.zeros(0, np.uint64)
+            max_count = int(count_arr.max()) if n_pairs else 0
+            header = {"kind": "mention_table", "num_mentions": n_mentions, "num_entities": n_entities,
+                      "num_pairs": n_pairs, "fingerprint": digest.hexdigest(), "meta": meta}
+            _write_container(path, MENTION_TABLE_MAGIC, header, [
+                ("mentions", mentions_path + ".marisa"), ("entities", ents_path + ".marisa"),
+                ("offsets", _smallest(_csr_offsets(pair_mid, n_mentions), n_pairs)),
+                ("entity", _smallest(pair_entity[order], n_entities)),
+                ("count", _smallest(count_arr[order], max_count))])
+
+    def _attach(self, c: _Container, num_mentions: int, num_entities: int, num_pairs: int) -> None:
+        c.check_len("mentions", num_mentions)
+        c.check_len("entities", num_entities)
+        c.check_csr("offsets", "entity", num_mentions, num_pairs)
+        if c.arrays["count"].size != num_pairs:
+            raise c.error("corrupt section 'count' (inconsistent size)")
+        self._mentions, self._entities = c.tries["mentions"], c.tries["entities"]
+        self._off, self._ent, self._count = c.view("offsets"), c.view("entity"), c.view("count")
+
+    def candidates(self, mention: str, k: Optional[int] = None) -> list[tuple[str, int]]:
+        """The (entity_id, count) of an exact mention, count descending then id rule; top ``k`` if given."""
+        if k is not None and k < 0:
+            raise ValueError(f"k must be >= 0 or None, got {k}")
+        try:
+            m = self._mentions.get(mention)
+        except UnicodeEncodeError:
+            return []
+        if m is None:
+            return []
+        start, end = self._off[m], self._off[m + 1]
+        if k is not None:
+            end = min(end, start + k)
+        restore = self._entities.restore_key
+        return [(restore(e), c) for e, c in zip(self._ent[start:end].tolist(), self._count[start:end].tolist())]
+
+    def __len__(self) -> int:
+        """Number of distinct mentions."""
+        return self._counts["num_mentions"]
+
+    def __contains__(self, mention: object) -> bool:
+        """Whether a mention string is in the table."""
+        return isinstance(mention, str) and bool(self.candidates(mention, 1))
+
+    def mentions(self) -> Iterator[str]:
+        """Iterate over the mention strings (in the trie's order)."""
+        return self._mentions.iterkeys()
+
+    @property
+    def num_pairs(self) -> int:
+        """Number of distinct (mention, entity_id) pairs."""
+        return self._counts["num_pairs"]
+
+    def verify(self) -> None:
+        """Read the whole file and check section checksums and CSR arrays; ``ValueError`` if corrupt."""
+        self._c.verify([("offsets", "entity", self.num_entities)])
