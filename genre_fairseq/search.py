@@ -11,8 +11,8 @@ Two ways to restrict the scores, with identical results (``mode``):
   K the largest fan-out in the batch) and run top-k on those.
 - ``"dense"``: write a ``-inf`` mask over the whole vocabulary (``N x V``), as fairseq's
   ``PrefixConstrainedBeamSearch`` does, then top-k.
-- ``"auto"`` (default) picks sparse unless K is a large fraction of the vocabulary,
-  which only happens near the root.
+- ``"auto"`` (default) picks sparse unless K exceeds half the vocabulary, where the dense
+  mask does less work (see benchmarks/RESULTS.md).
 
 Dead ends. A hypothesis with no allowed continuation of finite score (it reached a leaf
 without EOS, its prefix was forced off the tree, or ``max_len`` cut it inside a name)
@@ -108,7 +108,7 @@ class PrefixTreeSearch(Search):
             return True
         if self.mode == "sparse":
             return False
-        return width * 8 > self.vocab_size
+        return width * 2 > self.vocab_size
 
     @torch.jit.ignore
     def step(
@@ -146,13 +146,18 @@ class PrefixTreeSearch(Search):
             allowed = self.tree.allowed_mask(flat_states, vocab_size)
             cand_lprobs = flat_lprobs.masked_fill(~allowed, -math.inf)
         else:
-            cand_tokens, cand_next, valid = self.tree.candidates(flat_states, min_width=1)  # >= 1 column keeps shapes valid
-            cand_lprobs = flat_lprobs.gather(1, cand_tokens).masked_fill(~valid, -math.inf)
+            # Hypotheses often share a node: read each node's children once (>= 1 column keeps
+            # shapes valid). Padding columns point at the pad token, which is never a candidate.
+            nodes, which = torch.unique(flat_states, return_inverse=True)
+            node_tokens, _, node_valid = self.tree.candidates(nodes, min_width=1)
+            cand_tokens = node_tokens.masked_fill_(~node_valid, self.pad)[which]
+            flat_lprobs[:, self.pad] = -math.inf  # as fairseq's SequenceGenerator already does
+            cand_lprobs = flat_lprobs.gather(1, cand_tokens)
         n_cols = cand_lprobs.size(1)
         cand_lprobs = cand_lprobs.view(bsz, n_beams, n_cols)
         if step > 0:
             assert scores is not None
-            cand_lprobs = cand_lprobs + scores[:, :, step - 1].unsqueeze(-1)
+            cand_lprobs.add_(scores[:, :, step - 1].unsqueeze(-1))
 
         k = self.candidate_multiple * beam_size
         flat = cand_lprobs.view(bsz, -1)
@@ -168,7 +173,7 @@ class PrefixTreeSearch(Search):
             next_states = self.tree.advance(flat_states[rows.view(-1)], cols.reshape(-1)).view(bsz, k)
         else:
             tokens = cand_tokens[rows, cols]
-            next_states = cand_next[rows, cols]
+            next_states = start[rows] + cols + 1  # edge e leads to node e + 1; padding is dead below
 
         dead = top_scores == -math.inf
         if bool(dead.any()):
