@@ -1,0 +1,280 @@
+"""Streaming reader of the Wikidata JSON dump: one small record per kept item.
+
+The dump (``latest-all.json``, ``.json.gz`` or ``.json.bz2``) is a JSON array written one entity
+per line: a first line ``[``, entity lines ending with ``,`` except the last, a last line ``]``.
+Lines without the array brackets (JSON lines) read the same way.
+
+Kept are items (``Q...``) that are not instance of (P31) or subclass of (P279) a Wikimedia-internal
+class (categories, templates, project pages, modules, ...) and that have at least one
+name left after the optional language filter. Properties, lexemes and other non-item entities are
+skipped and counted. Malformed lines are counted and reported with their line numbers; with
+``strict=True`` the first one raises ``InputError`` (a ``ValueError``) naming file and line.
+
+``workers=N`` parses blocks of lines in N processes; records, order and counts are the same as
+with one. It pays only when JSON decoding, not decompression or the consumer, is the bottleneck.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import (
+    Any,
+    BinaryIO,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+)
+
+from ._io import InputError, PathLike, ReadStats, open_binary
+
+__all__ = ["WIKIMEDIA_INTERNAL_CLASSES", "NON_WIKIPEDIA_SITES", "InputError", "WikidataEntity", "WikidataStats",
+           "iter_entities", "wikipedia_language"]
+
+logger = logging.getLogger(__name__)
+
+# Wikimedia-internal classes whose instances and subclasses are not entities (ANCHORS.md).
+# Q4167410 (Wikimedia disambiguation page) is deliberately absent, as in the reference list:
+# pass your own set to drop disambiguation pages too.
+WIKIMEDIA_INTERNAL_CLASSES: frozenset[str] = frozenset(
+    {
+        "Q4167836",  # Wikimedia category
+        "Q24046192",  # Wikimedia category of stubs
+        "Q20010800",  # Wikimedia user language category
+        "Q11266439",  # Wikimedia template
+        "Q11753321",  # Wikimedia navigational template
+        "Q19842659",  # Wikimedia user language template
+        "Q21528878",  # Wikimedia redirect page
+        "Q17362920",  # Wikimedia duplicated page
+        "Q14204246",  # Wikimedia project page
+        "Q21025364",  # Wikimedia project policies and guidelines
+        "Q17442446",  # Wikimedia internal item
+        "Q26267864",  # Wikimedia KML file
+        "Q4663903",  # Wikimedia portal
+        "Q15184295",  # Wikimedia module
+    }
+)
+
+# Sites whose ids end in "wiki" but are not Wikipedias. The shape check in
+# wikipedia_language() already rejects most of them; the list makes the intent explicit.
+NON_WIKIPEDIA_SITES: frozenset[str] = frozenset(
+    {
+        "commonswiki", "specieswiki", "wikidatawiki", "metawiki", "mediawikiwiki", "sourceswiki",
+        "incubatorwiki", "outreachwiki", "wikimaniawiki", "foundationwiki", "wikifunctionswiki",
+        "testwiki", "test2wiki", "testwikidatawiki", "testcommonswiki", "nostalgiawiki", "tenwiki",
+        "betawiki", "strategywiki", "usabilitywiki", "loginwiki", "votewiki", "advisorywiki",
+    }
+)
+
+# Wikipedia database names: a 2-3 letter language code, optionally with "_"-joined parts
+# ("zh_yue", "be_x_old", "zh_min_nan"), or "simple"; then "wiki". Sister projects end in
+# "wikiquote", "wikisource", "wiktionary", ... and never match.
+_WIKIPEDIA_SITE = re.compile(r"([a-z]{2,3}(?:_[a-z0-9]+)*|simple)wiki\Z")
+
+DEFAULT_BLOCK_BYTES = 1 << 22
+
+
+class WikidataEntity(NamedTuple):
+    """Names of one Wikidata item: Wikipedia titles by language, labels, aliases."""
+
+    id: str
+    sitelinks: Dict[str, str]
+    labels: Dict[str, str]
+    aliases: Dict[str, List[str]]
+
+
+@dataclass
+class WikidataStats(ReadStats):
+    """Counts of a Wikidata dump read: `read` = entity lines = kept + filtered + non_items + empty + malformed."""
+
+    filtered: int = 0  # items dropped as instance/subclass of a Wikimedia-internal class
+    non_items: int = 0  # properties, lexemes and other non-item entities
+    empty: int = 0  # items without any sitelink, label or alias (in the requested languages)
+
+
+def wikipedia_language(site: str) -> Optional[str]:
+    """Language part of a Wikipedia site id ("enwiki" -> "en", "zh_yuewiki" -> "zh_yue"), else None."""
+    if site in NON_WIKIPEDIA_SITES:
+        return None
+    m = _WIKIPEDIA_SITE.match(site)
+    return m.group(1) if m else None
+
+
+# Outcomes of parsing one line.
+_KEPT, _FILTERED, _NON_ITEM, _EMPTY, _MALFORMED, _SKIP = range(6)
+_UNSEEN = object()
+# wikipedia_language() of every site seen so far (about a thousand distinct sites exist).
+_site_language: Dict[str, Optional[str]] = {}
+
+
+def _is_internal(claims: Dict[str, Any], classes: frozenset) -> bool:
+    """Whether a P31 or P279 statement points to one of `classes`."""
+    for prop in ("P31", "P279"):
+        for statement in claims.get(prop, ()):
+            try:
+                value = statement["mainsnak"]["datavalue"]["value"]
+            except KeyError:  # "novalue" and "somevalue" snaks carry no datavalue
+                continue
+            target = value.get("id")
+            if target is None and "numeric-id" in value:  # dumps before 2015 had only numeric-id
+                target = f"Q{value['numeric-id']}"
+            if target in classes:
+                return True
+    return False
+
+
+def _names(obj: Dict[str, Any], langs: Optional[frozenset]) -> WikidataEntity:
+    """The record of an item: Wikipedia sitelinks, labels and aliases, in `langs` if given."""
+    # Written with comprehensions and few calls: after json.loads this is the hot path.
+    sitelinks: Dict[str, str] = {}
+    links = obj.get("sitelinks")
+    if links:  # an empty map can be serialized as [] (PHP arrays)
+        cache = _site_language
+        for site, link in links.items():
+            lang = cache.get(site, _UNSEEN)
+            if lang is _UNSEEN:
+                lang = cache[site] = wikipedia_language(site)
+            if lang is not None and (langs is None or lang in langs):
+                sitelinks[lang] = link["title"]
+    entries = obj.get("labels")
+    if not entries:
+        labels: Dict[str, str] = {}
+    elif langs is None:
+        labels = {lang: label["value"] for lang, label in entries.items()}
+    else:
+        labels = {lang: label["value"] for lang, label in entries.items() if lang in langs}
+    entries = obj.get("aliases")
+    if not entries:
+        aliases: Dict[str, List[str]] = {}
+    else:
+        aliases = {lang: [a["value"] for a in values] for lang, values in entries.items()
+                   if values and (langs is None or lang in langs)}
+    return WikidataEntity(obj["id"], sitelinks, labels, aliases)
+
+
+def _parse_line(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> Tuple[int, Any]:
+    """Classify one dump line; the payload is the entity if kept, the reason if malformed."""
+    line = line.strip()
+    if line.endswith(b","):
+        line = line[:-1]
+    if not line or line == b"[" or line == b"]":
+        return _SKIP, None
+    try:
+        obj = json.loads(line)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        return _MALFORMED, f"bad JSON: {err}"
+    if not isinstance(obj, dict):
+        return _MALFORMED, "not a JSON object"
+    entity_id = obj.get("id")
+    if not isinstance(entity_id, str) or not entity_id:
+        return _MALFORMED, "missing id"
+    if obj.get("type", "item") != "item" or not entity_id.startswith("Q"):
+        return _NON_ITEM, None
+    try:
+        claims = obj.get("claims")
+        if claims and classes and _is_internal(claims, classes):
+            return _FILTERED, None
+        entity = _names(obj, langs)
+    except (AttributeError, TypeError, KeyError) as err:
+        return _MALFORMED, f"unexpected structure in {entity_id}: {err!r}"
+    if not (entity.sitelinks or entity.labels or entity.aliases):
+        return _EMPTY, None
+    return _KEPT, entity
+
+
+def _parse_block(
+    first_line: int, block: bytes, classes: frozenset, langs: Optional[frozenset]
+) -> List[Tuple[int, int, Any]]:
+    """Parse a block of whole lines; return (outcome, line number, payload) for every non-skipped line."""
+    out = []
+    for offset, line in enumerate(block.split(b"\n")):
+        outcome, payload = _parse_line(line, classes, langs)
+        if outcome != _SKIP:
+            out.append((outcome, first_line + offset, payload))
+    return out
+
+
+def _blocks(fh: BinaryIO, block_bytes: int) -> Iterator[Tuple[int, bytes]]:
+    """Blocks of about `block_bytes` ending at a line end, with the number of their first line."""
+    # One bytes object per block, not a list of lines: it pickles to the workers as one copy.
+    first = 1
+    while True:
+        block = fh.read(block_bytes)
+        if not block:
+            return
+        if not block.endswith(b"\n"):
+            block += fh.readline()
+        yield first, block
+        first += block.count(b"\n")
+
+
+def iter_entities(
+    path: PathLike,
+    *,
+    langs: Optional[Iterable[str]] = None,
+    classes: Iterable[str] = WIKIMEDIA_INTERNAL_CLASSES,
+    workers: int = 1,
+    strict: bool = False,
+    stats: Optional[WikidataStats] = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Iterator[WikidataEntity]:
+    """Stream the kept items of a Wikidata JSON dump (.json, .json.gz, .json.bz2), in file order."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if block_bytes < 1:
+        raise ValueError(f"block_bytes must be >= 1, got {block_bytes}")
+    if stats is None:
+        stats = WikidataStats()
+    stats.path = str(path)
+    # A lone string is one code, not a set of characters.
+    class_set = frozenset([classes] if isinstance(classes, str) else classes)
+    lang_set = None if langs is None else frozenset([langs] if isinstance(langs, str) else langs)
+    counter = {
+        _FILTERED: "filtered",
+        _NON_ITEM: "non_items",
+        _EMPTY: "empty",
+    }
+    with open_binary(path) as fh:
+        try:
+            for results in _parsed_blocks(fh, class_set, lang_set, workers, block_bytes):
+                for outcome, lineno, payload in results:
+                    stats.read += 1
+                    if outcome == _KEPT:
+                        stats.kept += 1
+                        yield payload
+                    elif outcome == _MALFORMED:
+                        stats.malformed += 1
+                        stats.problem(lineno, payload, strict=strict)
+                    else:
+                        name = counter[outcome]
+                        setattr(stats, name, getattr(stats, name) + 1)
+        finally:
+            stats.log(logger)
+
+
+def _parsed_blocks(
+    fh: BinaryIO, classes: frozenset, langs: Optional[frozenset], workers: int, block_bytes: int
+) -> Iterator[List[Tuple[int, int, Any]]]:
+    """Parsed blocks in file order; with several workers, at most 2 * workers blocks are in flight."""
+    if workers == 1:
+        for first, block in _blocks(fh, block_bytes):
+            yield _parse_block(first, block, classes, langs)
+        return
+    # JSON decoding dominates, so the parent only cuts blocks and collects the small records.
+    # apply_async with a bounded deque (rather than Pool.imap, whose feeder thread reads the
+    # whole input ahead) keeps memory bounded and the output in file order.
+    with multiprocessing.get_context().Pool(workers) as pool:
+        pending: deque = deque()
+        for first, block in _blocks(fh, block_bytes):
+            pending.append(pool.apply_async(_parse_block, (first, block, classes, langs)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
