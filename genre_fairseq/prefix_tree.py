@@ -106,6 +106,9 @@ class PrefixTree:
         self.path = path
         self.max_token = int(tokens.max()) if len(tokens) else -1
         self._device_arrays: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
+        # Off the CPU the arrays are copied to the device as int64 tensors; tests set this to
+        # run that same code path on the CPU.
+        self._torch_arrays_on_cpu = False
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -301,7 +304,7 @@ class PrefixTree:
 
     # ------------------------------------------------------------------ tensor lookups
     def _arrays_on(self, device: torch.device) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-        if device.type == "cpu":
+        if device.type == "cpu" and not self._torch_arrays_on_cpu:
             return None  # read the (memory-mapped) numpy arrays directly
         if device not in self._device_arrays:
             self._device_arrays[device] = (

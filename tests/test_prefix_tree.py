@@ -57,10 +57,12 @@ def test_matches_oracle_and_survives_a_round_trip(seqs, tmp_path):
     assert loaded.num_nodes == tree.num_nodes
 
 
-@settings(max_examples=100, deadline=None)
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu-mmap", "device-tensors"])
+@settings(max_examples=60, deadline=None)
 @given(seqs=seq_lists, data=st.data())
-def test_tensor_lookups_agree_with_python_lookups(seqs, data):
+def test_tensor_lookups_agree_with_python_lookups(device_path, seqs, data):
     tree = PrefixTree.from_sequences(seqs)
+    tree._torch_arrays_on_cpu = device_path  # True: the int64-tensor path used on CUDA
     prefixes = sorted(all_prefixes(seqs))
     picked = data.draw(st.lists(st.sampled_from(prefixes), min_size=1, max_size=8)) if prefixes else [()]
     extra = data.draw(st.lists(big_tokens, min_size=len(picked), max_size=len(picked)))

@@ -71,11 +71,13 @@ def _random_tree(rng, n, vocab_lo, vocab_hi, max_len):
 
 @pytest.mark.parametrize("seed,beam,n_seqs", [(0, 4, 30), (1, 5, 3), (2, 3, 60), (3, 6, 12)])
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
-def test_scores_equal_fairseq_prefix_constrained_beam_search(seed, beam, n_seqs, mode):
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu-mmap", "device-tensors"])
+def test_scores_equal_fairseq_prefix_constrained_beam_search(seed, beam, n_seqs, mode, device_path):
     rng = random.Random(seed)
     d = make_dictionary(20)
     model = tiny_transformer(d, seed=seed)
     tree = _random_tree(rng, n_seqs, 4, len(d), 5)
+    tree._torch_arrays_on_cpu = device_path  # True: the tensor path used on CUDA
     src = torch.tensor([[rng.randrange(4, len(d)) for _ in range(6)] + [EOS] for _ in range(4)])
     sample = {"id": torch.arange(4), "net_input": {"src_tokens": src, "src_lengths": torch.full((4,), 7)}}
 
