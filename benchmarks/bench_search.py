@@ -140,7 +140,7 @@ def bench_step(args, lines):
     lines.append(f"Times are the best of {args.reps} repetitions, in ms per step. At step 0 fairseq extends only the first "
                  "beam of each sentence (the root's fan-out); *carried* = states kept from the previous step (the normal "
                  "path), *recomputed* = states rebuilt by walking the tokens. `auto` picks sparse unless the widest "
-                 "fan-out exceeds vocab/8.\n")
+                 "fan-out exceeds vocab/2.\n")
     lines.append("| step | widest fan-out | reference | sparse | sparse (recomputed) | dense | auto | speed-up of auto |")
     lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
