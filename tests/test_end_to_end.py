@@ -1,7 +1,6 @@
 """preprocess -> fairseq-train --task genre -> fairseq-generate / fairseq-interactive --trie, on CPU."""
 
 import os
-import random
 import re
 import subprocess
 import sys
@@ -13,15 +12,12 @@ from genre_fairseq.prefix_tree import PrefixTree
 PLUGIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "genre_fairseq")
 BIN = os.path.dirname(sys.executable)
 
-NAMES = ["al be", "al ce", "be do", "ce ce fa", "do", "fa al", "ge be do", "ha"]
-LANGS = ["en", "de"]
-FILLER = ["the", "a", "of", "in", "with", "and", "to", "is"]
+ROOT = os.path.dirname(PLUGIN)
 
 
 def run(cmd, **kw):
     exe = os.path.join(BIN, cmd[0])
-    proc = subprocess.run([exe] + cmd[1:], capture_output=True, text=True, timeout=600, **kw)
-    return proc
+    return subprocess.run([exe] + cmd[1:], capture_output=True, text=True, timeout=600, **kw)
 
 
 def check(proc):
@@ -29,29 +25,12 @@ def check(proc):
     return proc
 
 
-def _write_split(path, n, rng):
-    src, tgt = [], []
-    for _ in range(n):
-        name, lang = rng.choice(NAMES), rng.choice(LANGS)
-        left = [rng.choice(FILLER) for _ in range(rng.randint(0, 3))]
-        right = [rng.choice(FILLER) for _ in range(rng.randint(0, 3))]
-        src.append(" ".join(left + ["[START]", name, "[END]"] + right + [lang]))
-        tgt.append(f"{name} >> {lang}")
-    with open(path + ".source", "w") as f:
-        f.write("\n".join(src) + "\n")
-    with open(path + ".target", "w") as f:
-        f.write("\n".join(tgt) + "\n")
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """Data, a trained genre_tiny checkpoint and a trie of the valid identifiers."""
     w = tmp_path_factory.mktemp("e2e")
-    rng = random.Random(0)
-    for split, n in (("train", 400), ("valid", 40), ("test", 12)):
-        _write_split(str(w / split), n, rng)
-    with open(w / "kb.txt", "w") as f:
-        f.write("".join(f"{name} >> {lang}\n" for name in NAMES for lang in LANGS))
+    # the demo's synthetic data: 16 identifiers 'name >> lang', 12 test sentences
+    check(run(["python", os.path.join(ROOT, "examples", "demo", "make_data.py"), str(w)]))
     check(run([
         "fairseq-preprocess", "--source-lang", "source", "--target-lang", "target",
         "--trainpref", str(w / "train"), "--validpref", str(w / "valid"), "--testpref", str(w / "test"),

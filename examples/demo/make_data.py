@@ -38,10 +38,11 @@ def main() -> None:
     parser.add_argument("outdir", help="directory to write train/valid/test.{source,target} and kb.txt into")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=400, help="training examples (default 400)")
+    parser.add_argument("--test", type=int, default=12, help="test examples (default 12)")
     args = parser.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
     rng = random.Random(args.seed)
-    for split, n in (("train", args.train), ("valid", 40), ("test", 12)):
+    for split, n in (("train", args.train), ("valid", 40), ("test", args.test)):
         write_split(os.path.join(args.outdir, split), n, rng)
     with open(os.path.join(args.outdir, "kb.txt"), "w", encoding="utf-8") as f:
         f.write("".join(f"{name} >> {lang}\n" for name in NAMES for lang in LANGS))
