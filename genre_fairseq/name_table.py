@@ -17,6 +17,10 @@ Input rules (checked at build time, ``ValueError`` naming the record otherwise)
   knowledge base without languages). Mention counts are integers >= 0.
 * Duplicates collapse: a repeated (entity_id, lang, name) is stored once; repeated
   (mention, entity_id) counts are summed.
+* A name record may carry a fourth field, ``primary`` (a bool, default ``True``): whether
+  the name is the entity's main name in that language (its Wikipedia title, or its label
+  where it has no title) rather than a redirect or alias. A name given both ways is
+  primary. ``primary_names`` lists them; canonical identifiers are chosen among them.
 
 Entity-id order (the "id rule", see ``id_sort_key``)
 ----------------------------------------------------
@@ -61,6 +65,8 @@ Name table sections (N distinct (lang, name) keys, E entities, P (key, entity) l
   one entity, so this saves the N + 1 offsets a plain CSR list would need.
 * ``rev_offsets`` (E + 1) / ``rev_keys`` (P): CSR list of the keys of entity e, in
   (lang, name) order.
+* ``rev_primary`` (ceil(P / 8) bytes): bit i (little-endian bit order) is set when link i
+  of ``rev_keys`` is a primary name.
 
 Mention table sections (M distinct mentions, E entities, P (mention, entity) pairs):
 ``mentions`` and ``entities`` tries, ``offsets`` (M + 1), ``entity`` (P) and ``count``
@@ -81,7 +87,7 @@ CSR array, reading the whole file. A file must not be overwritten in place while
 loaded (``build`` replaces the output atomically, so rebuilding to the same path is safe).
 
 Fingerprint: a 128-bit BLAKE2b over the canonical sorted content (id-rule order, then
-(lang, name); for mentions: mention, id rule, count). It depends on the content only, not
+(lang, name), with the primary flag; for mentions: mention, id rule, count). It depends on the content only, not
 on input order, duplicates, chunking, marisa version or ``meta``, so a prefix tree or a
 model can record it and refuse a table built from another knowledge base. ``build`` adds
 no timestamps: the same content and ``meta`` give a byte-identical file.
@@ -178,15 +184,20 @@ def _check_text(value: Any, field: str, what: str, index: int, record: Any, *, e
         raise _bad_record(what, index, record, f"{field} is not valid Unicode (lone surrogate)") from None
 
 
-def _name_lines(records: Iterable[tuple[str, str, str]]) -> Iterator[bytes]:
-    """Validate name records and encode each as a spool line ``rule \\t lang \\x1f name \\n``."""
+def _name_lines(records: Iterable[tuple]) -> Iterator[bytes]:
+    """Validate name records; encode each as a spool line ``rule \\t lang \\x1f name \\t primary \\n``."""
     for index, record in enumerate(records):
         try:
-            entity_id, lang, name = record
+            if len(record) == 4:
+                entity_id, lang, name, primary = record
+            else:
+                (entity_id, lang, name), primary = record, True
         except (TypeError, ValueError):
-            raise _bad_record("record", index, record, "expected (entity_id, lang, name)") from None
+            raise _bad_record("record", index, record, "expected (entity_id, lang, name[, primary])") from None
+        if not isinstance(primary, (bool, np.bool_)):
+            raise _bad_record("record", index, record, f"primary must be a bool, not {type(primary).__name__}")
         try:
-            line = (_rule_prefix(entity_id) + "\t" + lang + _SEP + name + "\n").encode("utf-8")
+            line = (_rule_prefix(entity_id) + "\t" + lang + _SEP + name + ("\t1\n" if primary else "\t0\n")).encode("utf-8")
             ok = entity_id and name and _CONTROL.search(entity_id + lang + name) is None
         except (TypeError, UnicodeEncodeError):
             ok = False
@@ -631,7 +642,8 @@ class NameTable(_Table):
     _MAGIC, _KIND, _TRIES = NAME_TABLE_MAGIC, "name table", ("_keys", "_entities")
     _COUNTS = ("num_keys", "num_entities", "num_links", "num_ambiguous")
     _SECTIONS = {"keys": "marisa", "entities": "marisa", "fwd_entity": "array", "multi_offsets": "array",
-                 "multi_entities": "array", "rev_offsets": "array", "rev_keys": "array"}
+                 "multi_entities": "array", "rev_offsets": "array", "rev_keys": "array",
+                 "rev_primary": "array"}
 
     @staticmethod
     def build(records: Iterable[tuple[str, str, str]], path: PathLike, *, meta: Optional[dict] = None,
@@ -642,20 +654,32 @@ class NameTable(_Table):
             keys_path = os.path.join(tmp, "keys")  # key of every link, links in id-rule order
             ents_path = os.path.join(tmp, "entities")  # distinct entity ids in id-rule order
             link_rank = array("I")  # id-rule rank of the entity of every link
+            link_primary = bytearray()  # 1 when the link is a primary name
             digest = hashlib.blake2b(b"genre_fairseq names\n", digest_size=16)
             rank = -1
-            previous = None
+            previous = previous_link = None
+            entity = b""
             with open(keys_path, "wb") as keys_f, open(ents_path, "wb") as ents_f:
                 for line in _sorted_unique(_name_lines(records), tmp, chunk_size):
-                    rule, _, key = line.partition(b"\t")
+                    link, _, flag = line.rpartition(b"\t")
+                    if link == previous_link:
+                        # The same link as primary and not: "\t0" sorts first, so this one is "\t1".
+                        link_primary[-1] = 1
+                        continue
+                    if previous_link is not None:
+                        digest.update(b"%s\t%s\t%d\n" % (entity, previous_link.partition(b"\t")[2], link_primary[-1]))
+                    previous_link = link
+                    rule, _, key = link.partition(b"\t")
                     if rule != previous:
                         previous = rule
                         rank += 1
                         entity = _rule_entity(rule)
                         ents_f.write(entity + b"\n")
-                    keys_f.write(key)
+                    keys_f.write(key + b"\n")
                     link_rank.append(rank)
-                    digest.update(entity + b"\t" + key)
+                    link_primary.append(flag == b"1\n")
+                if previous_link is not None:
+                    digest.update(b"%s\t%s\t%d\n" % (entity, previous_link.partition(b"\t")[2], link_primary[-1]))
             n_links, n_entities = len(link_rank), rank + 1
             ent_rank = np.frombuffer(link_rank, dtype=np.uint32) if n_links else np.zeros(0, np.uint32)
 
@@ -680,6 +704,9 @@ class NameTable(_Table):
             del ent_rank, link_rank, order
             order = np.argsort(link_ent, kind="stable")
             rev_keys = _smallest(key_id[order], n_keys)
+            primary = np.frombuffer(bytes(link_primary), dtype=np.uint8) if n_links else np.zeros(0, np.uint8)
+            rev_primary = np.packbits(primary[order], bitorder="little")
+            del primary, link_primary
             rev_offsets = _smallest(_csr_offsets(link_ent, n_entities), n_links)
             del order, link_ent, key_id
 
@@ -689,7 +716,7 @@ class NameTable(_Table):
             _write_container(path, NAME_TABLE_MAGIC, header, [
                 ("keys", keys_path + ".marisa"), ("entities", ents_path + ".marisa"),
                 ("fwd_entity", fwd_entity), ("multi_offsets", multi_offsets), ("multi_entities", multi_entities),
-                ("rev_offsets", rev_offsets), ("rev_keys", rev_keys)])
+                ("rev_offsets", rev_offsets), ("rev_keys", rev_keys), ("rev_primary", rev_primary)])
 
     def _attach(self, c: _Container, num_keys: int, num_entities: int, num_links: int, num_ambiguous: int) -> None:
         c.check_len("keys", num_keys)
@@ -698,12 +725,15 @@ class NameTable(_Table):
             raise c.error("corrupt section 'fwd_entity' (inconsistent size)")
         c.check_csr("multi_offsets", "multi_entities", num_ambiguous, num_links - num_keys + num_ambiguous)
         c.check_csr("rev_offsets", "rev_keys", num_entities, num_links)
+        if c.arrays["rev_primary"].size != (num_links + 7) // 8:
+            raise c.error("corrupt section 'rev_primary' (inconsistent size)")
         self._n_keys, self._n_entities = num_keys, num_entities
         self._keys, self._entities = c.tries["keys"], c.tries["entities"]
         # memoryviews index about twice as fast as numpy arrays for single items
         self._fwd = c.view("fwd_entity")
         self._multi_off, self._multi_ent = c.view("multi_offsets"), c.view("multi_entities")
         self._rev_off, self._rev_key = c.view("rev_offsets"), c.view("rev_keys")
+        self._rev_primary = c.arrays["rev_primary"]
 
     def ids(self, lang: str, name: str) -> list[str]:
         """Entity ids named ``name`` in ``lang``, in id-rule order (``[0]`` is the pick); ``[]`` if unknown."""
@@ -730,6 +760,20 @@ class NameTable(_Table):
             return []
         restore = self._keys.restore_key
         return [tuple(restore(k).split(_SEP, 1)) for k in self._rev_key[self._rev_off[e]: self._rev_off[e + 1]].tolist()]
+
+    def primary_names(self, entity_id: str) -> list[tuple[str, str]]:
+        """The primary ``(lang, name)`` of an entity (its title or label per language), sorted; ``[]`` if unknown."""
+        try:
+            e = self._entities.get(entity_id)
+        except UnicodeEncodeError:
+            return []
+        if e is None:
+            return []
+        start, end = self._rev_off[e], self._rev_off[e + 1]
+        bits = np.unpackbits(self._rev_primary[start >> 3: (end + 7) >> 3], bitorder="little")[start & 7:]
+        restore = self._keys.restore_key
+        keys = self._rev_key[start:end].tolist()
+        return [tuple(restore(k).split(_SEP, 1)) for k, bit in zip(keys, bits.tolist()) if bit]
 
     def __len__(self) -> int:
         """Number of distinct (lang, name) pairs."""

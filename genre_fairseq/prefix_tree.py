@@ -22,7 +22,8 @@ File format (little-endian)
     version    uint32    FORMAT_VERSION
     meta_len   uint32    length of the JSON metadata that follows
     meta       meta_len bytes of UTF-8 JSON: counts, dtypes, dictionary fingerprint,
-               start token, identifier format, CRC32 of the array sections
+               start token, identifier format, the fingerprint of the name table that
+               maps identifiers to entities (or null), CRC32 of the array sections
     padding    to a multiple of 8 bytes
     offsets | tokens | terminal   each padded to a multiple of 8 bytes
 
@@ -44,10 +45,13 @@ import json
 import os
 import struct
 import zlib
+from array import array
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from .identifiers import FORMATS as IDENTIFIER_FORMATS
 
 if TYPE_CHECKING:  # pragma: no cover
     from fairseq.data import Dictionary
@@ -57,7 +61,6 @@ FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sII")  # magic, version, meta_len
 _ALIGN = 8
 
-IDENTIFIER_FORMATS = ("name_lang", "lang_name", "canonical")
 
 
 def dictionary_fingerprint(dictionary: "Dictionary") -> str:
@@ -93,6 +96,7 @@ class PrefixTree:
         dictionary_fingerprint: Optional[str] = None,
         start_token: Optional[int] = None,
         identifier_format: Optional[str] = None,
+        name_table_fingerprint: Optional[str] = None,
         path: Optional[str] = None,
     ):
         self.offsets = offsets
@@ -103,6 +107,8 @@ class PrefixTree:
         self.dictionary_fingerprint = dictionary_fingerprint
         self.start_token = None if start_token is None else int(start_token)
         self.identifier_format = identifier_format
+        # Fingerprint of the name table that maps this tree's identifiers to entities (if known).
+        self.name_table_fingerprint = name_table_fingerprint
         self.path = path
         self.max_token = int(tokens.max()) if len(tokens) else -1
         self._device_arrays: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
@@ -119,24 +125,62 @@ class PrefixTree:
         dictionary_fingerprint: Optional[str] = None,
         start_token: Optional[int] = None,
         identifier_format: Optional[str] = None,
+        name_table_fingerprint: Optional[str] = None,
     ) -> "PrefixTree":
         """Build a tree from token sequences; duplicates collapse."""
         if identifier_format is not None and identifier_format not in IDENTIFIER_FORMATS:
             raise ValueError(
                 f"unknown identifier format {identifier_format!r}; expected one of {IDENTIFIER_FORMATS}"
             )
-        lengths: List[int] = []
-        flat: List[int] = []
+        flat = array("q")
+        lengths = array("q")
         for i, seq in enumerate(seqs):
-            seq = [int(t) for t in seq]
-            if start_token is not None and (not seq or seq[0] != start_token):
-                raise ValueError(f"sequence {i} does not begin with the start token {start_token}: {seq[:8]}")
-            lengths.append(len(seq))
-            flat.extend(seq)
-        flat_arr = np.asarray(flat, dtype=np.int64)
-        if flat_arr.size and flat_arr.min() < 0:
-            raise ValueError(f"token ids must be >= 0, got {int(flat_arr.min())}")
-        offsets, tokens, terminal, count = _build_arrays(flat_arr, np.asarray(lengths, dtype=np.int64))
+            before = len(flat)
+            flat.extend(seq)  # ints only: a float or str raises TypeError here
+            lengths.append(len(flat) - before)
+            if start_token is not None and (len(flat) == before or flat[before] != start_token):
+                raise ValueError(f"sequence {i} does not begin with the start token {start_token}: {list(seq)[:8]}")
+        return cls.from_arrays(
+            np.frombuffer(flat, dtype=np.int64) if flat else np.zeros(0, np.int64),
+            np.frombuffer(lengths, dtype=np.int64) if lengths else np.zeros(0, np.int64),
+            dictionary_fingerprint=dictionary_fingerprint,
+            start_token=start_token,
+            identifier_format=identifier_format,
+            name_table_fingerprint=name_table_fingerprint,
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        flat: np.ndarray,
+        lengths: np.ndarray,
+        *,
+        dictionary_fingerprint: Optional[str] = None,
+        start_token: Optional[int] = None,
+        identifier_format: Optional[str] = None,
+        name_table_fingerprint: Optional[str] = None,
+    ) -> "PrefixTree":
+        """Build a tree from sequences concatenated in ``flat`` with their ``lengths``; duplicates collapse."""
+        if identifier_format is not None and identifier_format not in IDENTIFIER_FORMATS:
+            raise ValueError(
+                f"unknown identifier format {identifier_format!r}; expected one of {IDENTIFIER_FORMATS}"
+            )
+        flat = np.asarray(flat)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if flat.ndim != 1 or lengths.ndim != 1 or not np.issubdtype(flat.dtype, np.integer):
+            raise ValueError("flat and lengths must be 1-d integer arrays")
+        if (lengths < 0).any() or int(lengths.sum()) != flat.size:
+            raise ValueError(f"lengths must be >= 0 and sum to len(flat) = {flat.size}")
+        if flat.size and int(flat.min()) < 0:
+            raise ValueError(f"token ids must be >= 0, got {int(flat.min())}")
+        if start_token is not None and lengths.size:
+            starts = np.cumsum(lengths) - lengths
+            bad = np.flatnonzero((lengths == 0) | (flat[np.minimum(starts, max(flat.size - 1, 0))] != start_token))
+            if bad.size:
+                i = int(bad[0])
+                seq = flat[starts[i]: starts[i] + min(int(lengths[i]), 8)].tolist()
+                raise ValueError(f"sequence {i} does not begin with the start token {start_token}: {seq}")
+        offsets, tokens, terminal, count = _build_arrays(flat, lengths)
         return cls(
             offsets,
             tokens,
@@ -145,6 +189,7 @@ class PrefixTree:
             dictionary_fingerprint=dictionary_fingerprint,
             start_token=start_token,
             identifier_format=identifier_format,
+            name_table_fingerprint=name_table_fingerprint,
         )
 
     # ------------------------------------------------------------------ file I/O
@@ -157,6 +202,7 @@ class PrefixTree:
             "dictionary_fingerprint": self.dictionary_fingerprint,
             "start_token": self.start_token,
             "identifier_format": self.identifier_format,
+            "name_table_fingerprint": self.name_table_fingerprint,
         }
 
     def save(self, path: str) -> None:
@@ -238,6 +284,7 @@ class PrefixTree:
             dictionary_fingerprint=meta.get("dictionary_fingerprint"),
             start_token=meta.get("start_token"),
             identifier_format=meta.get("identifier_format"),
+            name_table_fingerprint=meta.get("name_table_fingerprint"),
             path=path,
         )
 
@@ -408,61 +455,55 @@ class PrefixTree:
 
 def _build_arrays(flat: np.ndarray, lengths: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Breadth-first CSR arrays of the distinct sequences given as flat tokens + lengths."""
+    # Level by level: the nodes at depth d + 1 are the distinct (node at depth d, token) pairs of the
+    # sequences longer than d. Sorting those pairs numbers the children of each parent in token
+    # order, parents in breadth-first order, so breadth-first numbering falls out of the sort.
+    # Memory is a few int64 arrays of one entry per live sequence, never a padded matrix.
+    lengths = np.asarray(lengths, dtype=np.int64)
     n = len(lengths)
-    width = int(lengths.max()) if n else 0
-    dtype = np.int64 if flat.size and flat.max() >= 2**31 - 1 else np.int32
-    # Pad with -1, which sorts before every token, so a sequence precedes its extensions.
-    rows = np.full((n, width), -1, dtype=dtype)
-    if n and width:
-        row_of = np.repeat(np.arange(n), lengths)
-        col_of = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        rows[row_of, col_of] = flat
-    differs = np.zeros((max(n - 1, 0), width), dtype=bool)
-    if n:
-        order = np.lexsort(rows.T[::-1]) if width else np.arange(n)
-        rows, lengths = rows[order], lengths[order]
-        # Padding makes equal rows mean equal sequences: drop the repeats.
-        keep = np.ones(n, dtype=bool)
-        keep[1:] = (rows[1:] != rows[:-1]).any(axis=1) if width else False
-        rows, lengths = rows[keep], lengths[keep]
-        n = len(rows)
-        # differs[i - 1, d]: row i differs from row i - 1 somewhere in columns 0..d.
-        differs = np.logical_or.accumulate(rows[1:] != rows[:-1], axis=1)
-    num_sequences = n
-
+    starts = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        np.cumsum(lengths[:-1], out=starts[1:])
+    base = int(flat.max()) + 1 if flat.size else 1
+    token_dtype = _smallest_uint(base - 1)
     level_tokens: List[np.ndarray] = []
-    level_parents: List[np.ndarray] = []
+    child_counts: List[np.ndarray] = []
     terminal_nodes: List[np.ndarray] = []
     if n and (lengths == 0).any():
         terminal_nodes.append(np.zeros(1, dtype=np.int64))
-    node_of_row = np.zeros(n, dtype=np.int64)  # node of each row at the previous depth (root at start)
-    next_id = 1
-    for d in range(width):
-        has = lengths > d
-        new = has.copy()
-        new[1:] &= differs[:, d]
-        ids = np.cumsum(new) - 1 + next_id
-        count = int(new.sum())
-        level_tokens.append(rows[new, d].astype(np.int64))
-        level_parents.append(node_of_row[new])
-        node_of_row = np.where(has, ids, -1)
-        ends = lengths == d + 1
-        terminal_nodes.append(node_of_row[ends])
-        next_id += count
+    live = np.flatnonzero(lengths > 0)
+    node = np.zeros(live.size, dtype=np.int64)  # node of each live sequence at the current depth
+    level_first, level_size, next_id, depth = 0, 1, 1, 0
+    while live.size:
+        key = (node - level_first) * base + flat[starts[live] + depth]
+        pairs, inverse = np.unique(key, return_inverse=True)
+        del key
+        child_counts.append(np.bincount(pairs // base, minlength=level_size).astype(np.uint32))
+        level_tokens.append((pairs % base).astype(token_dtype))
+        node = next_id + inverse.reshape(-1)
+        del inverse
+        ends = lengths[live] == depth + 1
+        terminal_nodes.append(np.unique(node[ends]))
+        keep = ~ends
+        live, node = live[keep], node[keep]
+        level_first, level_size = next_id, pairs.size
+        next_id += pairs.size
+        depth += 1
+    child_counts.append(np.zeros(level_size, dtype=np.uint32))  # the deepest level has no children
 
     num_nodes = next_id
-    tokens = np.concatenate(level_tokens) if level_tokens else np.zeros(0, dtype=np.int64)
-    parents = np.concatenate(level_parents) if level_parents else np.zeros(0, dtype=np.int64)
-    children = np.bincount(parents, minlength=num_nodes) if parents.size else np.zeros(num_nodes, dtype=np.int64)
-    offsets = np.zeros(num_nodes + 1, dtype=np.int64)
-    np.cumsum(children, out=offsets[1:])
+    tokens = np.concatenate(level_tokens) if level_tokens else np.zeros(0, dtype=token_dtype)
+    del level_tokens
+    offsets = np.zeros(num_nodes + 1, dtype=_smallest_uint(num_nodes - 1))
+    np.cumsum(np.concatenate(child_counts), out=offsets[1:], dtype=offsets.dtype)
+    del child_counts
     terminal_bits = np.zeros(num_nodes, dtype=bool)
     if terminal_nodes:
         terminal_bits[np.concatenate(terminal_nodes)] = True
     terminal = np.packbits(terminal_bits, bitorder="little")
     return (
-        offsets.astype(_smallest_uint(num_nodes - 1)),
-        tokens.astype(_smallest_uint(int(tokens.max()) if tokens.size else 0)),
+        offsets,
+        tokens.astype(_smallest_uint(int(tokens.max()) if tokens.size else 0), copy=False),
         terminal,
-        num_sequences,
+        int(terminal_bits.sum()),
     )

@@ -141,8 +141,8 @@ def test_unicode_spaces_and_separators_are_exact(tmp):
     (("Q1", "en", 5), "name", "must be a str"),
     ((None, "en", "a"), "entity_id", "must be a str"),
     (("Q1", "en", "\udc80"), "name", "lone surrogate"),
-    (("Q1", "en"), None, "expected (entity_id, lang, name)"),
-    ("Q1", None, "expected (entity_id, lang, name)"),
+    (("Q1", "en"), None, "expected (entity_id, lang, name[, primary])"),
+    ("Q1", None, "expected (entity_id, lang, name[, primary])"),
 ])
 def test_bad_records_are_rejected_naming_the_record(tmp, record, field, cause):
     path = os.path.join(tmp, "bad.names")
@@ -386,3 +386,39 @@ def test_mention_table_empty_and_file_checks(tmp):
         MentionTable.load(_write(tmp, data[:-10], "cut.tab"))
     with pytest.raises(ValueError, match="empty file"):
         MentionTable.load(_write(tmp, b"", "empty.tab"))
+
+
+# ----------------------------------------------------------------------------- name table: primary names
+
+
+@settings(max_examples=60, deadline=None)
+@given(records=st.lists(st.tuples(entity_ids, langs, names, st.booleans()), max_size=40), chunk=st.integers(1, 8))
+def test_primary_names_match_any_primary_oracle(records, chunk):
+    primary = defaultdict(set)
+    everything = defaultdict(set)
+    for entity_id, lang, name, flag in records:
+        everything[entity_id].add((lang, name))
+        if flag:
+            primary[entity_id].add((lang, name))
+    with tempfile.TemporaryDirectory() as d:
+        path = _build(iter(records), d, chunk_size=chunk)
+        with NameTable.load(path) as t:
+            t.verify()
+            for entity_id in everything:
+                assert t.primary_names(entity_id) == sorted(primary[entity_id])
+                assert t.names(entity_id) == sorted(everything[entity_id])
+            assert t.primary_names("no such entity") == []
+
+
+def test_three_field_records_are_primary_and_flags_change_the_fingerprint(tmp):
+    plain = _build([("Q1", "en", "A"), ("Q1", "en", "B")], tmp, "plain.names")
+    flagged = _build([("Q1", "en", "A", True), ("Q1", "en", "B", False)], tmp, "flagged.names")
+    both = _build([("Q1", "en", "A", True), ("Q1", "en", "B", False), ("Q1", "en", "B", True)], tmp, "both.names")
+    with NameTable.load(plain) as p, NameTable.load(flagged) as f, NameTable.load(both) as b:
+        assert p.primary_names("Q1") == [("en", "A"), ("en", "B")]
+        assert f.primary_names("Q1") == [("en", "A")]
+        assert b.primary_names("Q1") == [("en", "A"), ("en", "B")]
+        assert f.fingerprint != p.fingerprint
+        assert b.fingerprint == p.fingerprint  # a name given both ways is primary
+    with pytest.raises(ValueError, match="primary must be a bool"):
+        _build([("Q1", "en", "A", "yes")], tmp, "bad.names")
