@@ -107,3 +107,52 @@ def teacher_forced_logprob(model, src: torch.Tensor, target: Sequence[int], eos:
         out = model(src.unsqueeze(0), torch.tensor([src.numel()]), prev)
         lprobs = model.get_normalized_probs(out, log_probs=True)
     return float(lprobs[0].gather(1, tgt[0].unsqueeze(1)).sum())
+
+
+def train_sentencepiece(texts: Sequence[str], directory: str, vocab_size: int = 150) -> tuple:
+    """Train a small unigram SentencePiece model on ``texts``; return (model path, fairseq dict.txt path).
+
+    dict.txt lists every piece except SentencePiece's own control and unknown pieces, as an
+    mGENRE dictionary does (fairseq adds <s>, <pad>, </s>, <unk> itself).
+    """
+    import os
+
+    import sentencepiece as spm
+
+    corpus = os.path.join(directory, "spm_corpus.txt")
+    with open(corpus, "w", encoding="utf-8") as f:
+        f.write("\n".join(texts) + "\n")
+    prefix = os.path.join(directory, "spm")
+    spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, vocab_size=vocab_size, character_coverage=1.0,
+                                   model_type="unigram", hard_vocab_limit=False, minloglevel=2, num_threads=1)
+    sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+    dict_path = os.path.join(directory, "dict.txt")
+    with open(dict_path, "w", encoding="utf-8") as f:
+        for i in range(sp.get_piece_size()):
+            if not (sp.is_control(i) or sp.is_unknown(i)):
+                f.write(f"{sp.id_to_piece(i)} 1\n")
+    return prefix + ".model", dict_path
+
+
+def write_gpt2_bpe(directory: str, merges: Sequence[tuple]) -> tuple:
+    """A tiny byte-level GPT-2 BPE: the 256 byte symbols plus ``merges``; return (encoder.json, vocab.bpe, dict.txt).
+
+    dict.txt lists every BPE id as a decimal string, as GENRE's (BART's) dictionary does.
+    """
+    import json
+    import os
+
+    from fairseq.data.encoders.gpt2_bpe_utils import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    for a, b in merges:
+        symbols.append(a + b)
+    encoder = {s: i for i, s in enumerate(symbols)}
+    paths = [os.path.join(directory, name) for name in ("encoder.json", "vocab.bpe", "dict.txt")]
+    with open(paths[0], "w", encoding="utf-8") as f:
+        json.dump(encoder, f)
+    with open(paths[1], "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    with open(paths[2], "w", encoding="utf-8") as f:
+        f.write("".join(f"{i} 1\n" for i in range(len(symbols))))
+    return tuple(paths)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import logging
 import os
+import zlib
 from dataclasses import dataclass, field, fields
 from typing import BinaryIO, ClassVar, List, Tuple, Union
 
@@ -21,10 +23,32 @@ def open_binary(path: PathLike) -> BinaryIO:
     with open(path, "rb") as fh:
         magic = fh.read(3)
     if magic.startswith(_GZIP_MAGIC):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return io.BufferedReader(_Checked(gzip.open(path, "rb"), path, "gzip"), 1 << 20)
     if magic == _BZIP2_MAGIC:
-        return bz2.open(path, "rb")  # type: ignore[return-value]
+        return io.BufferedReader(_Checked(bz2.open(path, "rb"), path, "bzip2"), 1 << 20)
     return open(path, "rb", buffering=1 << 20)
+
+
+class _Checked(io.RawIOBase):
+    """A decompressing stream whose truncation or corruption is an ``InputError`` naming the file."""
+
+    def __init__(self, stream: BinaryIO, path: PathLike, kind: str) -> None:
+        self._stream, self._path, self._kind = stream, os.fspath(path), kind
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            return self._stream.readinto(buffer)
+        except EOFError:
+            raise InputError(f"{self._path}: truncated {self._kind} file (it ends before its end-of-stream marker)") from None
+        except (OSError, zlib.error) as e:
+            raise InputError(f"{self._path}: corrupt {self._kind} data ({e})") from None
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
 
 
 class InputError(ValueError):

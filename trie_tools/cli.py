@@ -1,10 +1,20 @@
-"""The ``genre-trie`` command: build and inspect compiled prefix trees."""
+"""The ``genre-trie`` command: knowledge bases -> name tables -> prefix trees, and file inspection.
+
+  genre-trie names   --wikidata DUMP [--redirects PAGE_SQL REDIRECT_SQL --lang LANG ...] --output KB.names
+  genre-trie names   --tsv KB.tsv --output KB.names
+  genre-trie build   --names KB.names --format FMT (--sentencepiece SPM | --gpt2-encoder-json F --gpt2-vocab-bpe F)
+                     --dict dict.txt --output KB.trie
+  genre-trie inspect FILE
+  genre-trie convert --from-genre PICKLE --output KB.trie|KB.names
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from typing import Iterator, List, Optional
 
 from tqdm import tqdm
@@ -12,18 +22,116 @@ from tqdm import tqdm
 # fairseq logs INFO lines at import time (optional dependencies); keep this command's output clean.
 logging.getLogger("fairseq").setLevel(logging.WARNING)
 
+from genre_fairseq.name_table import MENTION_TABLE_MAGIC, NAME_TABLE_MAGIC, MentionTable, NameTable  # noqa: E402
 from genre_fairseq.prefix_tree import IDENTIFIER_FORMATS, MAGIC, PrefixTree, dictionary_fingerprint  # noqa: E402
+
+from ._io import InputError  # noqa: E402
 
 
 class UsageError(Exception):
     """Bad input that ends the command with one line on stderr."""
 
 
+def _split_list(value: Optional[str]) -> Optional[List[str]]:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
+
+def _load_dictionary(path: str):
+    from fairseq.data import Dictionary
+
+    if not os.path.isfile(path):
+        raise UsageError(f"--dict {path}: file not found")
+    try:
+        return Dictionary.load(path)
+    except (ValueError, RuntimeError, UnicodeDecodeError) as e:
+        raise UsageError(f"--dict {path}: not a fairseq dictionary ({e})") from None
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    print(text, file=sys.stderr if getattr(args, "quiet", False) else sys.stdout)
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def cmd_names(args: argparse.Namespace) -> None:
+    from .names import DEFAULT_SOURCES, SOURCES, NamesStats, redirects_by_target, tsv_names, wikidata_names
+    from .wikidata import WikidataStats
+    from .wikipedia import RedirectStats
+
+    langs = _split_list(args.langs)
+    sources = _split_list(args.sources) or list(DEFAULT_SOURCES)
+    bad = [s for s in sources if s not in SOURCES]
+    if bad:
+        raise UsageError(f"--sources: unknown source(s) {', '.join(bad)}; choose from {', '.join(SOURCES)}")
+    redirect_pairs = args.redirects or []
+    redirect_langs = args.lang or []
+    if len(redirect_pairs) != len(redirect_langs):
+        raise UsageError(f"give one --lang per --redirects pair ({len(redirect_pairs)} --redirects, "
+                         f"{len(redirect_langs)} --lang)")
+    if args.tsv and (redirect_pairs or args.classes is not None):
+        raise UsageError("--redirects and --classes apply to --wikidata input only")
+    for path in ([args.wikidata or args.tsv] + [p for pair in redirect_pairs for p in pair]):
+        if not os.path.isfile(path):
+            raise UsageError(f"{path}: file not found")
+    stats = NamesStats()
+    started = time.time()
+    if args.wikidata:
+        redirects = {}
+        for (page_sql, redirect_sql), lang in zip(redirect_pairs, redirect_langs):
+            rstats = RedirectStats()
+            redirects[lang] = redirects_by_target(page_sql, redirect_sql, strict=args.strict, stats=rstats)
+            _say(args, rstats.page_stats.summary())
+            _say(args, rstats.redirect_stats.summary())
+            _say(args, f"[{lang}] {rstats.summary()}")
+        if args.sources and "redirects" in sources and not redirects:
+            raise UsageError("--sources redirects needs --redirects PAGE_SQL REDIRECT_SQL --lang LANG")
+        classes = None if args.classes is None else (_split_list(args.classes) or [])
+        dump_stats = WikidataStats()
+        meta = {"source": "wikidata", "dump": os.path.basename(args.wikidata), "sources": sources,
+                "langs": langs, "redirect_langs": redirect_langs}
+
+        def records(mentions):
+            kwargs = {} if classes is None else {"classes": classes}
+            return wikidata_names(args.wikidata, langs=langs, sources=sources, redirects=redirects,
+                                  workers=args.workers, strict=args.strict, stats=stats, dump_stats=dump_stats,
+                                  mentions=mentions, **kwargs)
+    else:
+        from .custom_kb import CustomKBStats
+
+        dump_stats = CustomKBStats()
+        meta = {"source": "tsv", "file": os.path.basename(args.tsv), "langs": langs}
+
+        def records(mentions):
+            return tsv_names(args.tsv, langs=langs, strict=args.strict, stats=stats, kb_stats=dump_stats,
+                             mentions=mentions)
+
+    from .names import write_tables
+
+    write_tables(records, args.output, mentions_output=args.mentions, meta=meta, progress=not args.quiet)
+    _say(args, dump_stats.summary())
+    _say(args, stats.summary())
+    with NameTable.load(args.output) as table:
+        _say(args, f"{args.output}: {len(table):,} (lang, name) pairs, {table.num_entities:,} entities, "
+                   f"{os.path.getsize(args.output):,} bytes, {time.time() - started:.1f} s")
+    if args.mentions:
+        with MentionTable.load(args.mentions) as mentions:
+            _say(args, f"{args.mentions}: {len(mentions):,} mentions, {mentions.num_pairs:,} (mention, entity) pairs")
+    if stats.kept == 0:
+        raise UsageError(f"no entity has a name: {args.output} is empty (check --langs and --sources)")
+
+
+# ----------------------------------------------------------------------------- build
+
+
 def _tokenized_sequences(path: str, dictionary, progress: bool) -> Iterator[List[int]]:
     eos = dictionary.eos()
     unk = dictionary.unk()
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(tqdm(f, desc="encoding", unit=" lines", disable=not progress), 1):
+        for lineno, line in enumerate(tqdm(f, desc="reading", unit=" lines", disable=not progress), 1):
             symbols = line.split()
             if not symbols:
                 continue
@@ -35,36 +143,104 @@ def _tokenized_sequences(path: str, dictionary, progress: bool) -> Iterator[List
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    from fairseq.data import Dictionary
+    from .encode import EncodeStats, TokenizerSpec, encode_identifiers
+    from .names import canonical_table, iter_identifiers, read_counts
 
+    if bool(args.tokenized) == bool(args.names):
+        raise UsageError("give exactly one of --names KB.names or --tokenized FILE")
+    dictionary = _load_dictionary(args.dict)
+    fingerprint = dictionary_fingerprint(dictionary)
+    started = time.time()
+    if args.tokenized:
+        if not os.path.isfile(args.tokenized):
+            raise UsageError(f"--tokenized {args.tokenized}: file not found")
+        tree = PrefixTree.from_sequences(
+            _tokenized_sequences(args.tokenized, dictionary, not args.quiet),
+            dictionary_fingerprint=fingerprint, start_token=dictionary.eos(), identifier_format=args.format)
+        tree.save(args.output)
+        _say(args, f"{args.output}: {len(tree):,} sequences, {tree.num_nodes:,} nodes, {tree.nbytes():,} bytes of arrays")
+        return
+
+    if args.format is None:
+        raise UsageError("--names needs --format (name_lang, lang_name or canonical)")
+    spec = TokenizerSpec(sentencepiece=args.sentencepiece, gpt2_encoder_json=args.gpt2_encoder_json,
+                         gpt2_vocab_bpe=args.gpt2_vocab_bpe, gpt2_leading_space=not args.gpt2_no_leading_space)
     try:
-        dictionary = Dictionary.load(args.dict)
-    except FileNotFoundError:
-        raise UsageError(f"--dict {args.dict}: file not found") from None
+        spec.build()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not os.path.isfile(args.names):
+        raise UsageError(f"--names {args.names}: file not found")
+    langs = _split_list(args.langs)
+    table = NameTable.load(args.names)
+    skipped: List[str] = []
+    if args.format == "canonical":
+        counts = read_counts(args.counts) if args.counts else None
+        identifiers_path = args.canonical_table or os.path.splitext(args.output)[0] + ".canonical.names"
+        cstats = canonical_table(table, identifiers_path, counts=counts, priority=_split_list(args.lang_priority) or (),
+                                 langs=langs, progress=not args.quiet)
+        _say(args, f"{identifiers_path}: {cstats.summary()}")
+        id_table = NameTable.load(identifiers_path)
+        identifiers = (name for _, name in id_table)
+        total = len(id_table)
+    else:
+        if args.counts or args.lang_priority or args.canonical_table:
+            raise UsageError("--counts, --lang-priority and --canonical-table apply to --format canonical only")
+        id_table = table
+        identifiers = iter_identifiers(table, args.format, langs=langs, skipped=skipped)
+        total = len(table)
+    read_done = time.time()
+    stats = EncodeStats()
     try:
-        seqs = list(_tokenized_sequences(args.tokenized, dictionary, not args.quiet))
-    except FileNotFoundError:
-        raise UsageError(f"--tokenized {args.tokenized}: file not found") from None
-    tree = PrefixTree.from_sequences(
-        seqs,
-        dictionary_fingerprint=dictionary_fingerprint(dictionary),
-        start_token=dictionary.eos(),
-        identifier_format=args.format,
-    )
+        flat, lengths = encode_identifiers(identifiers, spec, args.dict, workers=args.workers, total=total,
+                                           progress=not args.quiet, strict=args.strict, stats=stats)
+    except ValueError as e:
+        raise UsageError(f"--strict: {e}") from None
+    encoded = time.time()
+    if skipped:
+        stats.failed += len(skipped)
+        stats.read += len(skipped)
+        stats.examples[:0] = skipped[:3]
+        if args.strict:
+            raise UsageError(f"--strict: {skipped[0]}")
+    _say(args, stats.summary())
+    if stats.encoded == 0:
+        raise UsageError(f"no identifier could be encoded; {args.output} not written")
+    tree = PrefixTree.from_arrays(flat, lengths, dictionary_fingerprint=fingerprint, start_token=dictionary.eos(),
+                                  identifier_format=args.format, name_table_fingerprint=id_table.fingerprint)
+    del flat, lengths
     tree.save(args.output)
-    print(f"{args.output}: {len(tree)} sequences, {tree.num_nodes} nodes, {tree.nbytes()} bytes of arrays")
+    done = time.time()
+    _say(args, f"{args.output}: {len(tree):,} sequences, {tree.num_nodes:,} nodes, {tree.nbytes():,} bytes of arrays; "
+               f"{stats.read / max(encoded - read_done, 1e-9):,.0f} names/s encoding, "
+               f"{len(tree) / max(done - encoded, 1e-9):,.0f} names/s compiling, {done - started:.1f} s in all")
+    if stats.failed:
+        _say(args, f"warning: {stats.failed:,} identifiers are not in the tree (see above; --strict makes this fatal)")
+
+
+# ----------------------------------------------------------------------------- inspect
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
+    if not os.path.isfile(args.file):
+        raise UsageError(f"{args.file}: file not found")
     with open(args.file, "rb") as f:
-        magic = f.read(len(MAGIC))
-    if magic != MAGIC:
+        magic = f.read(8)
+    if magic == MAGIC:
+        _inspect_tree(args)
+    elif magic in (NAME_TABLE_MAGIC, MENTION_TABLE_MAGIC):
+        _inspect_table(args, NameTable if magic == NAME_TABLE_MAGIC else MentionTable)
+    else:
         raise UsageError(f"{args.file}: not a file genre-trie knows (magic {magic!r})")
+
+
+def _inspect_tree(args: argparse.Namespace) -> None:
     tree = PrefixTree.load(args.file, verify=True)
-    print(f"kind: prefix tree\nfile: {args.file}")
+    print(f"kind: prefix tree\nfile: {args.file}\nversion: {_version(args.file)}")
     print(f"sequences: {len(tree)}\nnodes: {tree.num_nodes}")
     print(f"widths: offsets {tree.offsets.dtype.itemsize} B, tokens {tree.tokens.dtype.itemsize} B")
     print(f"dictionary fingerprint: {tree.dictionary_fingerprint}")
+    print(f"name table fingerprint: {tree.name_table_fingerprint}")
     print(f"start token: {tree.start_token}\nidentifier format: {tree.identifier_format}")
     for i, seq in enumerate(tree):
         if i >= args.samples:
@@ -72,38 +248,122 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         print("  " + " ".join(map(str, seq)))
 
 
+def _version(path: str) -> int:
+    with open(path, "rb") as f:
+        return int.from_bytes(f.read(12)[8:12], "little")
+
+
+def _inspect_table(args: argparse.Namespace, cls) -> None:
+    with cls.load(args.file) as table:
+        table.verify()
+        print(f"kind: {cls._KIND}\nfile: {args.file}\nversion: {_version(args.file)}")
+        print(f"fingerprint: {table.fingerprint}\nentities: {table.num_entities}")
+        if cls is NameTable:
+            print(f"(lang, name) pairs: {len(table)}\n(entity, lang, name) links: {table.num_links}")
+            print(f"meta: {table.meta}")
+            for i, (lang, name) in enumerate(table):
+                if i >= args.samples:
+                    break
+                print(f"  [{lang}] {name} -> {', '.join(table.ids(lang, name))}")
+        else:
+            print(f"mentions: {len(table)}\n(mention, entity) pairs: {table.num_pairs}\nmeta: {table.meta}")
+            for i, mention in enumerate(table.mentions()):
+                if i >= args.samples:
+                    break
+                print(f"  {mention} -> " + ", ".join(f"{e} ({c})" for e, c in table.candidates(mention, 5)))
+
+
+# ----------------------------------------------------------------------------- parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genre-trie", description=__doc__)
+    parser = argparse.ArgumentParser(prog="genre-trie", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
-        "build",
-        help="compile identifiers into a prefix tree",
-        description="Compile target-side identifiers into a prefix tree for fairseq-generate --trie. "
-        "--tokenized takes one identifier per line, already split into dictionary symbols "
-        "(the format of fairseq-preprocess input, e.g. a BPE-encoded train.target).",
-    )
-    p.add_argument("--tokenized", required=True, metavar="FILE", help="one identifier per line, space-separated dictionary symbols")
+        "names", help="collect entity names into a name table (and a mention table)",
+        description="Read a Wikidata JSON dump (with optional Wikipedia redirects) or a custom-KB TSV "
+        "(entity_id<TAB>lang<TAB>name) and write the name table that maps (lang, name) <-> entity ids. "
+        "Malformed input lines are counted and reported; --strict makes the first one fatal.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--wikidata", metavar="DUMP", help="Wikidata JSON dump (.json, .json.gz or .json.bz2)")
+    src.add_argument("--tsv", metavar="KB.tsv", help="custom knowledge base: entity_id<TAB>lang<TAB>name per line; "
+                     "an entity's first name in a language is its primary (canonical) one")
+    p.add_argument("--redirects", nargs=2, action="append", metavar=("PAGE_SQL", "REDIRECT_SQL"),
+                   help="a wiki's page.sql(.gz) and redirect.sql(.gz); repeat with one --lang each")
+    p.add_argument("--lang", action="append", metavar="LANG",
+                   help="the language of the preceding --redirects pair (e.g. en for enwiki)")
+    p.add_argument("--langs", metavar="en,de,...", help="keep names in these languages only (default: all)")
+    p.add_argument("--sources", metavar="LIST", default=None,
+                   help="name sources for the name table, from titles,redirects,labels,aliases "
+                   "(default titles,redirects; the mention table always uses all four)")
+    p.add_argument("--classes", metavar="Q1,Q2,...", default=None,
+                   help="drop items that are instance/subclass of these classes (default: the Wikimedia-internal "
+                   "classes listed in the README; give an empty string to keep everything)")
+    p.add_argument("--mentions", metavar="KB.mentions", help="also write the mention table (mention -> entity counts)")
+    p.add_argument("--workers", type=int, default=1, help="processes parsing the Wikidata dump (default 1)")
+    p.add_argument("--output", required=True, metavar="KB.names", help="where to write the name table")
+    p.add_argument("--strict", action="store_true", help="stop at the first malformed line or unusable name")
+    p.add_argument("--quiet", action="store_true", help="no progress bars; the summary goes to stderr")
+    p.set_defaults(func=cmd_names)
+
+    p = sub.add_parser(
+        "build", help="compile identifiers into a prefix tree",
+        description="Compile the identifiers of a name table (or pre-tokenized identifiers) into a prefix tree "
+        "for fairseq-generate --trie. Names are encoded with the model's own tokenizer and target dictionary; "
+        "identifiers that cannot be encoded are counted and reported (--strict makes them fatal).")
+    p.add_argument("--names", metavar="KB.names", help="name table written by 'genre-trie names'")
+    p.add_argument("--tokenized", metavar="FILE", help="instead of --names: one identifier per line, already split "
+                   "into dictionary symbols (e.g. a BPE-encoded train.target)")
+    p.add_argument("--format", choices=IDENTIFIER_FORMATS, default=None,
+                   help="identifier format: name_lang ('name >> lang', mGENRE), lang_name ('lang >> name') or "
+                   "canonical (one name per entity; GENRE's titles)")
+    p.add_argument("--sentencepiece", metavar="SPM", help="SentencePiece model (mGENRE: spm_256000.model)")
+    p.add_argument("--gpt2-encoder-json", metavar="F", help="GPT-2 BPE encoder.json (GENRE)")
+    p.add_argument("--gpt2-vocab-bpe", metavar="F", help="GPT-2 BPE vocab.bpe (GENRE)")
+    p.add_argument("--gpt2-no-leading-space", action="store_true",
+                   help="encode names without the leading space GENRE's released tries use")
     p.add_argument("--dict", required=True, metavar="DICT", help="the model's target dictionary (dict.txt)")
-    p.add_argument("--format", choices=IDENTIFIER_FORMATS, default=None, help="identifier format recorded in the tree header")
+    p.add_argument("--langs", metavar="en,de,...", help="use names in these languages only (default: all)")
+    p.add_argument("--counts", metavar="TSV", help="canonical: mention counts entity_id<TAB>lang<TAB>count; "
+                   "the most-mentioned language is chosen")
+    p.add_argument("--lang-priority", metavar="en,de,...", help="canonical: languages preferred on ties, in order "
+                   "(then the smallest code)")
+    p.add_argument("--canonical-table", metavar="PATH", help="canonical: where to write the identifier -> entity "
+                   "table that decoding needs (default: OUTPUT without extension + .canonical.names)")
+    p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
+                   help="encoding processes (default: up to 4 CPUs)")
     p.add_argument("--output", required=True, metavar="KB.trie", help="where to write the tree")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true", help="stop at the first identifier that cannot be encoded")
+    p.add_argument("--quiet", action="store_true", help="no progress bars; the summary goes to stderr")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("inspect", help="describe a tree file", description="Print a file's kind, version, counts, fingerprint and sample entries.")
+    p = sub.add_parser("inspect", help="describe a tree, name table or mention table",
+                       description="Print a file's kind, version, counts, fingerprints and sample entries, "
+                       "after checking its checksums.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--samples", type=int, default=5, help="how many entries to print (default 5)")
     p.set_defaults(func=cmd_inspect)
+
+    from .convert import add_convert_parser
+
+    add_convert_parser(sub)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    # The readers log their summaries; this command prints them itself, once.
+    logging.getLogger("trie_tools").setLevel(logging.ERROR)
     try:
         args.func(args)
-    except (UsageError, ValueError, FileNotFoundError) as e:
+    except (UsageError, InputError, ValueError, FileNotFoundError) as e:
         print(f"genre-trie {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"genre-trie {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

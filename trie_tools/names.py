@@ -1,0 +1,347 @@
+"""Entity names from the dump readers: name tables, mention tables, and the identifiers of a tree.
+
+Where names come from (``sources``)
+-----------------------------------
+``titles``     the item's Wikipedia article title in each language (its sitelinks): primary names.
+``redirects``  titles of Wikipedia redirects that lead, possibly through a chain, to that article
+               (needs the language's ``page.sql`` and ``redirect.sql``).
+``labels``     the Wikidata label in each language; primary where the item has no title in it.
+``aliases``    the Wikidata aliases ("also known as").
+
+The default is ``titles,redirects``: mGENRE's knowledge base (53.8M titles, 89.3M names with
+redirects). An item with no name from the chosen sources is left out and counted.
+
+The mention table (``mention -> {entity id: count}``, for candidate selection) is built from every
+source read, whatever ``sources`` says: the count of (mention, entity) is the number of
+(language, source) pairs in which the mention names the entity.
+
+Names with a control character (tab, newline, ...) or empty after stripping surrounding
+whitespace cannot be stored or generated; they are counted and reported, and ``strict`` makes
+the first one fatal.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from tqdm import tqdm
+
+from genre_fairseq.identifiers import check_lang, choose_canonical, format_identifier
+from genre_fairseq.name_table import MentionTable, NameTable
+
+from ._io import InputError, PathLike, open_binary
+from .custom_kb import CustomKBStats, iter_custom_kb
+from .wikidata import WIKIMEDIA_INTERNAL_CLASSES, WikidataStats, iter_entities
+from .wikipedia import RedirectStats, read_redirect_map
+
+__all__ = ["DEFAULT_SOURCES", "SOURCES", "NamesStats", "canonical_table", "iter_identifiers", "read_counts",
+           "redirects_by_target", "tsv_names", "wikidata_names", "write_tables"]
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("titles", "redirects", "labels", "aliases")
+DEFAULT_SOURCES = ("titles", "redirects")
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+NameRecord = Tuple[str, str, str, bool]  # entity_id, lang, name, primary
+
+
+@dataclass
+class NamesStats:
+    """Counts of a names run: entities, names per source, and names skipped as unusable."""
+
+    entities: int = 0  # entities read from the input
+    kept: int = 0  # entities with at least one name in the table
+    no_names: int = 0  # entities without a name from the chosen sources
+    names: int = 0  # name records written (before duplicates collapse)
+    skipped: int = 0  # names that cannot be stored (control characters, empty)
+    by_source: Dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    examples: List[str] = field(default_factory=list)
+
+    MAX_EXAMPLES = 10
+
+    def skip(self, entity_id: str, lang: str, name: str, why: str, strict: bool) -> None:
+        """Count one unusable name; ``InputError`` if strict."""
+        message = f"{entity_id} [{lang}] {name!r}: {why}"
+        if strict:
+            raise InputError(message)
+        self.skipped += 1
+        if len(self.examples) < self.MAX_EXAMPLES:
+            self.examples.append(message)
+
+    def summary(self) -> str:
+        """One line: the counters, then the first skipped names."""
+        sources = ", ".join(f"{k}={v:,}" for k, v in sorted(self.by_source.items()))
+        text = (f"entities: read={self.entities:,}, kept={self.kept:,}, no_names={self.no_names:,}; "
+                f"names: written={self.names:,} ({sources}), skipped={self.skipped:,}")
+        if self.examples:
+            text += "; first skipped: " + "; ".join(self.examples)
+        return text
+
+
+def _usable(name: str) -> Optional[str]:
+    """Why a name cannot be stored, or None if it can."""
+    if not name.strip():
+        return "empty name"
+    match = _CONTROL.search(name)
+    if match:
+        return f"contains the control character U+{ord(match.group()):04X}"
+    return None
+
+
+def redirects_by_target(page_sql: PathLike, redirect_sql: PathLike, *, strict: bool = False,
+                        stats: Optional[RedirectStats] = None) -> Dict[str, List[str]]:
+    """Article title -> the titles of the redirects that lead to it (chains resolved), for one wiki."""
+    by_target: Dict[str, List[str]] = defaultdict(list)
+    for redirect, target in read_redirect_map(page_sql, redirect_sql, strict=strict, stats=stats).items():
+        by_target[target].append(redirect)
+    for titles in by_target.values():
+        titles.sort()
+    return dict(by_target)
+
+
+def wikidata_names(
+    dump: PathLike,
+    *,
+    langs: Optional[Iterable[str]] = None,
+    sources: Sequence[str] = DEFAULT_SOURCES,
+    redirects: Optional[Mapping[str, Mapping[str, List[str]]]] = None,
+    classes: Iterable[str] = WIKIMEDIA_INTERNAL_CLASSES,
+    workers: int = 1,
+    strict: bool = False,
+    stats: Optional[NamesStats] = None,
+    dump_stats: Optional[WikidataStats] = None,
+    mentions: Optional[List[Tuple[str, str]]] = None,
+) -> Iterator[NameRecord]:
+    """Name records ``(qid, lang, name, primary)`` of the kept items of a Wikidata dump.
+
+    ``redirects`` maps a language to ``redirects_by_target`` of its wiki. Every name read, from
+    any source, is also appended to ``mentions`` as ``(name, qid)`` when a list is given.
+    """
+    unknown = set(sources) - set(SOURCES)
+    if unknown:
+        raise ValueError(f"unknown name source(s) {sorted(unknown)}; expected some of {', '.join(SOURCES)}")
+    if "redirects" in sources and not redirects:
+        sources = [s for s in sources if s != "redirects"]
+    stats = stats if stats is not None else NamesStats()
+    redirects = redirects or {}
+    want = frozenset(sources)
+    for entity in iter_entities(dump, langs=langs, classes=classes, workers=workers, strict=strict,
+                                stats=dump_stats):
+        stats.entities += 1
+        qid = entity.id
+        found: List[Tuple[str, str, str, bool]] = []  # source, lang, name, primary
+        for lang, title in entity.sitelinks.items():
+            found.append(("titles", lang, title, True))
+            for redirect in redirects.get(lang, {}).get(title, ()):
+                found.append(("redirects", lang, redirect, False))
+        for lang, label in entity.labels.items():
+            found.append(("labels", lang, label, lang not in entity.sitelinks))
+        for lang, values in entity.aliases.items():
+            for alias in values:
+                found.append(("aliases", lang, alias, False))
+        written = 0
+        for source, lang, name, primary in found:
+            why = _usable(name)
+            if why is not None:
+                if source in want:
+                    stats.skip(qid, lang, name, f"{source}: {why}", strict)
+                continue
+            name = name.strip()
+            if mentions is not None:
+                mentions.append((name, qid))
+            if source in want:
+                stats.by_source[source] += 1
+                written += 1
+                yield qid, lang, name, primary
+        stats.names += written
+        if written:
+            stats.kept += 1
+        else:
+            stats.no_names += 1
+
+
+def tsv_names(
+    path: PathLike,
+    *,
+    langs: Optional[Iterable[str]] = None,
+    strict: bool = False,
+    stats: Optional[NamesStats] = None,
+    kb_stats: Optional[CustomKBStats] = None,
+    mentions: Optional[List[Tuple[str, str]]] = None,
+) -> Iterator[NameRecord]:
+    """Name records of a custom-KB TSV; an entity's first name in a language is its primary one there."""
+    stats = stats if stats is not None else NamesStats()
+    lang_set = None if langs is None else frozenset(langs)
+    seen_primary: set = set()  # (entity, lang) pairs that have their primary name
+    entities: set = set()
+    for entity_id, lang, name in iter_custom_kb(path, strict=strict, stats=kb_stats):
+        if lang_set is not None and lang not in lang_set:
+            continue
+        why = _usable(name) or _usable(entity_id)
+        if why is not None:
+            stats.skip(entity_id, lang, name, why, strict)
+            continue
+        if entity_id not in entities:
+            entities.add(entity_id)
+            stats.entities += 1
+            stats.kept += 1
+        primary = (entity_id, lang) not in seen_primary
+        if primary:
+            seen_primary.add((entity_id, lang))
+        if mentions is not None:
+            mentions.append((name, entity_id))
+        stats.names += 1
+        stats.by_source["tsv"] += 1
+        yield entity_id, lang, name, primary
+
+
+class _MentionSpool:
+    """A list-like sink that spills (mention, entity) pairs to a file, so memory stays bounded."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, "mentions.tsv")
+        self._f = open(self.path, "w", encoding="utf-8")
+
+    def append(self, pair: Tuple[str, str]) -> None:
+        self._f.write(f"{pair[0]}\t{pair[1]}\n")
+
+    def items(self) -> Iterator[Tuple[str, str, int]]:
+        self._f.close()
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                mention, entity_id = line.rstrip("\n").split("\t")
+                yield mention, entity_id, 1
+
+
+def write_tables(
+    make_records,
+    output: PathLike,
+    *,
+    mentions_output: Optional[PathLike] = None,
+    meta: Optional[dict] = None,
+    progress: bool = True,
+) -> None:
+    """Write the name table of ``make_records(mentions_sink)`` to ``output``, and the mention table if asked."""
+    where = os.path.dirname(os.path.abspath(os.fspath(output)))
+    with tempfile.TemporaryDirectory(prefix=".gf-names-", dir=where) as tmp:
+        spool = _MentionSpool(tmp) if mentions_output is not None else None
+        records = make_records(spool)
+        NameTable.build(tqdm(records, desc="names", unit=" names", disable=not progress, smoothing=0.1),
+                        output, meta=meta)
+        if spool is not None:
+            MentionTable.build(tqdm(spool.items(), desc="mentions", unit=" mentions", disable=not progress,
+                                    smoothing=0.1), mentions_output, meta=meta)
+
+
+def iter_identifiers(table: NameTable, fmt: str, *, langs: Optional[Iterable[str]] = None,
+                     skipped: Optional[List[str]] = None) -> Iterator[str]:
+    """The ``name_lang`` or ``lang_name`` identifier of every (lang, name) of a table, in table order."""
+    if fmt not in ("name_lang", "lang_name"):
+        raise ValueError(f"iter_identifiers makes name_lang or lang_name identifiers, not {fmt!r}")
+    lang_set = None if langs is None else frozenset(langs)
+    for lang, name in table:
+        if lang_set is not None and lang not in lang_set:
+            continue
+        try:
+            check_lang(lang)
+        except ValueError as e:
+            if skipped is not None:
+                skipped.append(f"[{lang}] {name!r}: {e}")
+            continue
+        yield format_identifier(name, lang, fmt)
+
+
+def read_counts(path: PathLike) -> Dict[str, Dict[str, int]]:
+    """Mention counts ``entity_id<TAB>lang<TAB>count`` per line -> {entity: {lang: count}} (summed)."""
+    counts: Dict[str, Dict[str, int]] = defaultdict(dict)
+    with open_binary(path) as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            try:
+                if len(fields) != 3:
+                    raise ValueError(f"expected 3 tab-separated fields, got {len(fields)}")
+                value = int(fields[2])
+                if value < 0:
+                    raise ValueError("negative count")
+            except ValueError as e:
+                raise InputError(f"{path}:{lineno}: {e}") from None
+            per_lang = counts[fields[0]]
+            per_lang[fields[1]] = per_lang.get(fields[1], 0) + value
+    return dict(counts)
+
+
+@dataclass
+class CanonicalStats:
+    """Counts of canonical identifier selection."""
+
+    entities: int = 0
+    written: int = 0
+    no_primary: int = 0  # entities without a primary name in the allowed languages
+    collisions: int = 0  # entities whose identifier needed the language appended
+
+    def summary(self) -> str:
+        return (f"canonical: entities={self.entities:,}, identifiers={self.written:,}, "
+                f"without a primary name={self.no_primary:,}, language appended on collision={self.collisions:,}")
+
+
+def canonical_table(
+    table: NameTable,
+    output: PathLike,
+    *,
+    counts: Optional[Mapping[str, Mapping[str, int]]] = None,
+    priority: Sequence[str] = (),
+    langs: Optional[Iterable[str]] = None,
+    progress: bool = True,
+    stats: Optional[CanonicalStats] = None,
+) -> CanonicalStats:
+    """Write the table of canonical identifiers ``(entity_id, "", identifier)`` (one per entity) to ``output``.
+
+    The language and name of each entity come from ``identifiers.choose_canonical``; where two
+    entities would share an identifier, each gets ``name >> lang`` instead.
+    """
+    stats = stats if stats is not None else CanonicalStats()
+    lang_set = None if langs is None else frozenset(langs)
+    counts = counts or {}
+
+    def choices() -> Iterator[Tuple[str, str, str]]:
+        for entity_id in table.entity_ids():
+            primary = table.primary_names(entity_id)
+            if lang_set is not None:
+                primary = [p for p in primary if p[0] in lang_set]
+            choice = choose_canonical(primary, counts.get(entity_id), priority)
+            if choice is None:
+                yield entity_id, "", ""
+            else:
+                yield entity_id, choice[0], choice[1]
+
+    where = os.path.dirname(os.path.abspath(os.fspath(output)))
+    with tempfile.TemporaryDirectory(prefix=".gf-canonical-", dir=where) as tmp:
+        plain = os.path.join(tmp, "plain.names")
+        NameTable.build(((e, "", name) for e, _, name in
+                         tqdm(choices(), desc="canonical names", unit=" entities", total=table.num_entities,
+                              disable=not progress) if name), plain)
+        with NameTable.load(plain) as names_only:
+            def identifiers() -> Iterator[Tuple[str, str, str]]:
+                for entity_id, lang, name in choices():
+                    stats.entities += 1
+                    if not name:
+                        stats.no_primary += 1
+                        continue
+                    # Without a language (a KB that has none) a collision stays: the table is N-to-1.
+                    with_lang = bool(lang) and len(names_only.ids("", name)) > 1
+                    stats.collisions += with_lang
+                    stats.written += 1
+                    yield entity_id, "", format_identifier(name, lang, "canonical", with_lang=with_lang)
+
+            NameTable.build(identifiers(), output, meta={"kind": "canonical identifiers",
+                                                         "names_fingerprint": table.fingerprint})
+    return stats
