@@ -10,6 +10,8 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from .marginalize import NameResolver, rank_entities
+from .name_table import NameTable
 from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree, dictionary_fingerprint
 from .search import PrefixTreeSequenceGenerator
 
@@ -24,6 +26,23 @@ class GenreConfig(TranslationConfig):
             "help": "compiled prefix tree of valid identifiers (built by `genre-trie build`); "
             "when given, generation only produces sequences of this tree"
         },
+    )
+    name_table: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "name table mapping identifiers to entity ids (genre-trie names; for a canonical tree, the "
+            "canonical table written by genre-trie build); generation then also prints E- lines: "
+            "E-<id> <rank> <score> <entity id> <identifiers of the entity>"
+        },
+    )
+    marginalize: bool = field(
+        default=False,
+        metadata={"help": "score an entity by the log-sum-exp of its hypotheses' length-normalized scores "
+                  "(needs --name-table)"},
+    )
+    marginalize_alpha: float = field(
+        default=0.5,
+        metadata={"help": "length normalization of --marginalize and of E- line scores: log p / L ** alpha"},
     )
     identifier_format: Optional[ChoiceEnum(list(IDENTIFIER_FORMATS))] = field(
         default=None,
@@ -55,6 +74,15 @@ class GenreTask(TranslationTask):
                     f"--identifier-format {self.identifier_format} disagrees with --trie {cfg.trie}, "
                     f"which holds {tree_format} identifiers"
                 )
+        self.name_table = None
+        self._bpe = None
+        if cfg.marginalize and not cfg.name_table:
+            raise ValueError("--marginalize groups hypotheses by entity: give --name-table KB.names")
+        if cfg.name_table:
+            self.name_table = load_name_table_for(cfg.name_table, self.prefix_tree, cfg.trie)
+            if self.identifier_format is None:
+                raise ValueError("--name-table needs the identifier format: give --identifier-format or a --trie that records it")
+            self.resolver = NameResolver(self.name_table, str(self.identifier_format))
 
     def _target_dict_path(self) -> str:
         paths = (self.cfg.data or "").split(os.pathsep)
@@ -77,6 +105,36 @@ class GenreTask(TranslationTask):
             dataset, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
             required_batch_size_multiple, **kwargs,
         )
+
+    def build_bpe(self, args):
+        """fairseq's BPE, kept to turn generated tokens back into identifier text for the name table."""
+        self._bpe = super().build_bpe(args)
+        return self._bpe
+
+    def identifier_text(self, tokens) -> str:
+        """The identifier text of generated target tokens (end token excluded)."""
+        text = self.tgt_dict.string(tokens)
+        if self._bpe is not None:
+            text = self._bpe.decode(text)
+        return text.strip()
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        """fairseq's inference step; with --name-table, also print each sentence's ranked entities (E- lines)."""
+        hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
+        if self.name_table is not None and not getattr(generator, "retain_dropout", False):
+            for sample_id, sentence_hypos in zip(sample["id"].tolist(), hypos):
+                for rank, entity in enumerate(self.entities(sentence_hypos)):
+                    print(f"E-{sample_id}\t{rank}\t{entity['score']:.6f}\t{entity['id'] or '-'}\t"
+                          + " | ".join(entity["texts"]), flush=True)
+        return hypos
+
+    def entities(self, hypos) -> list:
+        """Ranked entities of one sentence's hypotheses (see ``marginalize.rank_entities``)."""
+        texts = [self.identifier_text(h["tokens"]) for h in hypos]
+        logprobs = [float(h["positional_scores"].sum()) for h in hypos]
+        lengths = [int(h["tokens"].numel()) for h in hypos]
+        return rank_entities(texts, logprobs, lengths, self.resolver, marginalize=self.cfg.marginalize,
+                             alpha=self.cfg.marginalize_alpha)
 
     def build_generator(
         self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, prefix_allowed_tokens_fn=None
@@ -109,6 +167,20 @@ class GenreTask(TranslationTask):
         return super().build_generator(
             models, args, seq_gen_cls=seq_gen_cls or PrefixTreeSequenceGenerator, extra_gen_cls_kwargs=extra
         )
+
+
+def load_name_table_for(path: str, tree: Optional[PrefixTree], tree_path: Optional[str]) -> NameTable:
+    """Load a name table and check that it is the one the prefix tree's identifiers were compiled from."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--name-table {path}: file not found")
+    table = NameTable.load(path)
+    expected = tree.name_table_fingerprint if tree is not None else None
+    if expected is not None and table.fingerprint != expected:
+        raise ValueError(
+            f"--name-table {path} (fingerprint {table.fingerprint[:12]}...) is not the table --trie {tree_path} "
+            f"was built from ({expected[:12]}...); for a canonical tree give the .canonical.names table"
+        )
+    return table
 
 
 def load_prefix_tree_for(path: str, tgt_dict, dict_name: str = "the target dictionary") -> PrefixTree:

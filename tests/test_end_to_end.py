@@ -150,3 +150,53 @@ def test_genre_trie_reports_unknown_symbols(workdir, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"genre-trie build: error: {bad}:2: symbol 'zz' is not in the dictionary"
     assert not (tmp_path / "x.trie").exists()
+
+
+@pytest.fixture(scope="module")
+def name_table(workdir):
+    """A name table of the demo KB: entity 'ent:<name>' is named '<name>' in en and de."""
+    from examples.demo.make_data import LANGS, NAMES
+
+    tsv = workdir / "kb.tsv"
+    tsv.write_text("".join(f"ent:{n.replace(' ', '_')}\t{lang}\t{n}\n" for n in NAMES for lang in LANGS))
+    check(run(["genre-trie", "names", "--tsv", str(tsv), "--output", str(workdir / "kb.names"), "--quiet"]))
+    return workdir / "kb.names"
+
+
+def _entity_lines(stdout):
+    return [line.split("\t") for line in stdout.splitlines() if line.startswith("E-")]
+
+
+def test_generate_prints_marginalized_entities(workdir, name_table):
+    import math
+
+    out = check(_generate(workdir, "--trie", str(workdir / "kb.trie"), "--name-table", str(name_table),
+                          "--marginalize")).stdout
+    hyps = {}
+    for sid, score, text in _hypotheses(out):
+        hyps.setdefault(sid[2:], []).append((float(score), text))
+    entities = _entity_lines(out)
+    assert {e[0][2:] for e in entities} == set(hyps) and len(hyps) == 12
+    for sid, members in hyps.items():
+        rows = [e for e in entities if e[0][2:] == sid]
+        assert [int(r[1]) for r in rows] == list(range(len(rows)))
+        assert [float(r[2]) for r in rows] == sorted((float(r[2]) for r in rows), reverse=True)
+        for _, _, score, entity, texts in rows:
+            names = texts.split(" | ")
+            assert all(entity == "ent:" + t.split(" >> ")[0].replace(" ", "_") for t in names)
+            # fairseq's H score is log2 p / L (base 2, lenpen 1, L counts EOS); the E score is the
+            # natural-log logsumexp over the entity's names of ln p / L ** 0.5 = H * ln 2 * sqrt(L).
+            parts = [s * math.log(2) * math.sqrt(len(t.split()) + 1) for s, t in members if t in names]
+            assert len(parts) == len(names)
+            expected = max(parts) + math.log(sum(math.exp(p - max(parts)) for p in parts))
+            assert float(score) == pytest.approx(expected, abs=1e-5)
+
+
+def test_marginalize_needs_a_name_table_and_the_right_one(workdir, name_table, tmp_path):
+    proc = _generate(workdir, "--trie", str(workdir / "kb.trie"), "--marginalize")
+    assert proc.returncode != 0 and "give --name-table" in _last_error_line(proc)
+    tree = PrefixTree.load(str(workdir / "kb.trie"))
+    tree.name_table_fingerprint = "0" * 32  # as if built from another knowledge base
+    tree.save(str(tmp_path / "other_kb.trie"))
+    proc = _generate(workdir, "--trie", str(tmp_path / "other_kb.trie"), "--name-table", str(name_table))
+    assert proc.returncode != 0 and "is not the table --trie" in _last_error_line(proc)
