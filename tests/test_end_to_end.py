@@ -200,3 +200,75 @@ def test_marginalize_needs_a_name_table_and_the_right_one(workdir, name_table, t
     tree.save(str(tmp_path / "other_kb.trie"))
     proc = _generate(workdir, "--trie", str(tmp_path / "other_kb.trie"), "--name-table", str(name_table))
     assert proc.returncode != 0 and "is not the table --trie" in _last_error_line(proc)
+
+
+@pytest.fixture(scope="module")
+def model_dir(workdir):
+    """The trained model in the official checkpoint-directory layout (no BPE: plain symbols)."""
+    import shutil
+
+    d = workdir / "release"
+    d.mkdir(exist_ok=True)
+    shutil.copy(workdir / "ckpt" / "checkpoint_last.pt", d / "model.pt")
+    for side in ("source", "target"):
+        shutil.copy(workdir / "bin" / f"dict.{side}.txt", d / f"dict.{side}.txt")
+    return d
+
+
+SENTENCES = ["the [START] al be [END] of en", "[START] ha [END] de", "a [START] ge be do [END] with and en"]
+
+
+def test_hub_matches_fairseq_interactive(workdir, model_dir, name_table):
+    import math
+
+    from genre_fairseq.hub import mGENRE
+
+    model = mGENRE.from_pretrained(str(model_dir), bpe=None, device="cpu")
+    out = model.sample(SENTENCES, beam=4, trie=str(workdir / "kb.trie"), max_len_b=32)
+    proc = check(run(
+        ["fairseq-interactive", str(model_dir), "--user-dir", PLUGIN, "--task", "genre", "--source-lang", "source",
+         "--target-lang", "target", "--trie", str(workdir / "kb.trie"), "--path", str(model_dir / "model.pt"),
+         "--beam", "4", "--nbest", "4", "--max-len-b", "32", "--cpu"],
+        input="\n".join(SENTENCES) + "\n"))
+    hyps = _hypotheses(proc.stdout)
+    for i, ranked in enumerate(out):
+        theirs = [(h[2], float(h[1])) for h in hyps if h[0] == f"H-{i}"]
+        # the same n-best list; ours is ranked by ln p / L ** 0.5, fairseq's by log2 p / L
+        assert sorted(r["text"] for r in ranked) == sorted(t for t, _ in theirs) and len(theirs) == 4
+        ours = {r["text"]: r["score"] for r in ranked}
+        for text, score in theirs:
+            length = len(text.split()) + 1
+            assert ours[text] == pytest.approx(score * math.log(2) * length / math.sqrt(length), abs=1e-4)
+        assert [r["score"] for r in ranked] == sorted(ours.values(), reverse=True)
+
+    entities = model.sample(SENTENCES, beam=4, trie=str(workdir / "kb.trie"), name_table=str(name_table))
+    for ranked in entities:
+        assert all(e["id"].startswith("ent:") for e in ranked)
+        assert [e["score"] for e in ranked] == sorted((e["score"] for e in ranked), reverse=True)
+
+
+def test_hub_bad_input(model_dir, workdir, tmp_path):
+    from genre_fairseq.hub import mGENRE
+
+    model = mGENRE.from_pretrained(str(model_dir), bpe=None, device="cpu")
+    assert model.sample([]) == []
+    with pytest.raises(ValueError, match=r"sentence 1: no mention marked with \[START\] \.\.\. \[END\]"):
+        model.sample(["[START] ha [END] de", "no markers here"], trie=str(workdir / "kb.trie"))
+    with pytest.raises(ValueError, match="must appear once each"):
+        model.sample(["[END] ha [START] de"])
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        mGENRE.from_pretrained(str(tmp_path), bpe=None)
+    with pytest.raises(FileNotFoundError, match="no SentencePiece model"):
+        mGENRE.from_pretrained(str(model_dir))
+
+
+def test_cut_around_mention_keeps_the_mention():
+    from genre_fairseq.hub import cut_around_mention
+
+    words = [f"l{i}" for i in range(10)] + ["[START]", "m", "[END]"] + [f"r{i}" for i in range(3)]
+    assert cut_around_mention(words, "[START]", "[END]", 100) == words
+    assert cut_around_mention(words, "[START]", "[END]", 9) == ["l7", "l8", "l9", "[START]", "m", "[END]", "r0", "r1", "r2"]
+    assert cut_around_mention(words, "[START]", "[END]", 7) == ["l8", "l9", "[START]", "m", "[END]", "r0", "r1"]
+    assert cut_around_mention(words, "[START]", "[END]", 2) == ["[START]", "m", "[END]"]
+    start = ["[START]", "m", "[END]"] + [f"r{i}" for i in range(10)]
+    assert cut_around_mention(start, "[START]", "[END]", 5) == ["[START]", "m", "[END]", "r0", "r1"]
