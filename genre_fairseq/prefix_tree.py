@@ -98,6 +98,7 @@ class PrefixTree:
         identifier_format: Optional[str] = None,
         name_table_fingerprint: Optional[str] = None,
         path: Optional[str] = None,
+        max_token: Optional[int] = None,
     ):
         self.offsets = offsets
         self.tokens = tokens
@@ -110,7 +111,8 @@ class PrefixTree:
         # Fingerprint of the name table that maps this tree's identifiers to entities (if known).
         self.name_table_fingerprint = name_table_fingerprint
         self.path = path
-        self.max_token = int(tokens.max()) if len(tokens) else -1
+        # Read from the header when loading: tokens.max() would read the whole array.
+        self.max_token = int(max_token) if max_token is not None else (int(tokens.max()) if len(tokens) else -1)
         self._device_arrays: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
         # Off the CPU the arrays are copied to the device as int64 tensors; tests set this to
         # run that same code path on the CPU.
@@ -203,6 +205,7 @@ class PrefixTree:
             "start_token": self.start_token,
             "identifier_format": self.identifier_format,
             "name_table_fingerprint": self.name_table_fingerprint,
+            "max_token": self.max_token,
         }
 
     def save(self, path: str) -> None:
@@ -274,6 +277,9 @@ class PrefixTree:
                 crc = zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"), crc)
             if crc != meta.get("arrays_crc32"):
                 raise ValueError(f"{path}: corrupt prefix tree file (checksum mismatch)")
+            actual = int(tokens.max()) if len(tokens) else -1
+            if meta.get("max_token") is not None and int(meta["max_token"]) != actual:
+                raise ValueError(f"{path}: corrupt prefix tree header (max_token {meta['max_token']}, tokens say {actual})")
         if num_nodes < 1 or int(offsets[0]) != 0 or int(offsets[-1]) != num_nodes - 1:
             raise ValueError(f"{path}: corrupt prefix tree file (offsets do not span the tree)")
         return cls(
@@ -286,6 +292,7 @@ class PrefixTree:
             identifier_format=meta.get("identifier_format"),
             name_table_fingerprint=meta.get("name_table_fingerprint"),
             path=path,
+            max_token=meta.get("max_token"),
         )
 
     def nbytes(self) -> int:

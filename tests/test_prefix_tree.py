@@ -185,3 +185,23 @@ def test_trailing_bytes_are_refused(saved):
         f.write(b"\0" * 8)
     with pytest.raises(ValueError, match="corrupt"):
         PrefixTree.load(saved)
+
+
+def test_max_token_comes_from_the_header_and_verify_checks_it(tmp_path):
+    import json
+    import struct
+
+    path = str(tmp_path / "t.trie")
+    PrefixTree.from_sequences([[2, 7, 2], [2, 250000, 2]]).save(path)
+    assert PrefixTree.load(path).max_token == 250000
+    data = bytearray(open(path, "rb").read())
+    magic, version, meta_len = struct.unpack("<8sII", data[:16])
+    meta = json.loads(data[16:16 + meta_len])
+    assert meta["max_token"] == 250000
+    forged = json.dumps(dict(meta, max_token=100000), sort_keys=True).encode()  # same length
+    assert len(forged) == meta_len
+    data[16:16 + meta_len] = forged
+    open(path, "wb").write(bytes(data))
+    assert PrefixTree.load(path).max_token == 100000  # trusted without verify (O(1) load)
+    with pytest.raises(ValueError, match="corrupt prefix tree header"):
+        PrefixTree.load(path, verify=True)
