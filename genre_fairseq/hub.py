@@ -28,9 +28,10 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
-from .marginalize import NameResolver, rank_entities
+from .marginalize import NameResolver, hypothesis_fields, rank_entities
 from .name_table import NameTable
-from .prefix_tree import PrefixTree, dictionary_fingerprint
+from .prefix_tree import PrefixTree
+from .task import check_name_table, check_prefix_tree
 
 __all__ = ["GENRE", "mGENRE", "cut_around_mention"]
 
@@ -148,12 +149,6 @@ class _Hub:
                 return ids
             budget -= max(1, budget // 8)
 
-    def _text(self, tokens: torch.Tensor) -> str:
-        text = self.tgt_dict.string(tokens)
-        if self.bpe is not None:
-            text = self.bpe.decode(text)
-        return text.strip()
-
     def _tree(self, trie: Union[str, PrefixTree]) -> PrefixTree:
         if isinstance(trie, PrefixTree):
             tree = trie
@@ -161,8 +156,7 @@ class _Hub:
             if trie not in self._trees:
                 self._trees[trie] = PrefixTree.load(trie)
             tree = self._trees[trie]
-        if tree.dictionary_fingerprint not in (None, dictionary_fingerprint(self.tgt_dict)):
-            raise ValueError(f"trie {tree.path or '<in memory>'} was built for another dictionary than this model's")
+        check_prefix_tree(tree, self.tgt_dict, f"trie {tree.path or '<in memory>'}", "this model's target dictionary")
         return tree
 
     def _table(self, name_table: Union[str, NameTable], tree: Optional[PrefixTree]) -> NameTable:
@@ -171,10 +165,7 @@ class _Hub:
             if name_table not in self._tables:
                 self._tables[name_table] = NameTable.load(name_table)
             table = self._tables[name_table]
-        expected = tree.name_table_fingerprint if tree is not None else None
-        if expected is not None and table.fingerprint != expected:
-            raise ValueError(f"name table {table.path} is not the one the trie was built from "
-                             "(for a canonical trie, pass its .canonical.names table)")
+        check_name_table(table, tree, f"name table {table.path}", f"trie {tree.path if tree is not None else ''}")
         return table
 
     # ------------------------------------------------------------------ sampling
@@ -214,9 +205,7 @@ class _Hub:
         for start in range(0, len(sources), batch_size):
             batch = self._batch(sources[start: start + batch_size])
             for hypos in generator.generate(self.models, batch):
-                texts = [self._text(h["tokens"]) for h in hypos]
-                logprobs = [float(h["positional_scores"].sum()) for h in hypos]
-                lengths = [int(h["tokens"].numel()) for h in hypos]
+                texts, logprobs, lengths = hypothesis_fields(hypos, self.tgt_dict, self.bpe)
                 if resolver is not None:
                     results.append(rank_entities(texts, logprobs, lengths, resolver, marginalize=marginalize,
                                                  alpha=alpha))

@@ -22,11 +22,11 @@ beam. Each keeps its member identifiers and their normalized scores, best first.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .identifiers import parse_identifier
 
-__all__ = ["NameResolver", "normalized_score", "rank_entities"]
+__all__ = ["NameResolver", "hypothesis_fields", "normalized_score", "rank_entities"]
 
 
 def normalized_score(logprob: float, length: int, alpha: float) -> float:
@@ -41,6 +41,17 @@ def _logsumexp(values: Sequence[float]) -> float:
     if top == -math.inf:
         return top
     return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def hypothesis_fields(hypos: Sequence[dict], tgt_dict, bpe=None) -> Tuple[List[str], List[float], List[int]]:
+    """Identifier texts, log-probabilities and lengths of fairseq hypotheses (tokens end with EOS)."""
+    texts = []
+    for h in hypos:
+        text = tgt_dict.string(h["tokens"])  # drops the EOS
+        texts.append((bpe.decode(text) if bpe is not None else text).strip())
+    logprobs = [float(h["positional_scores"].sum()) for h in hypos]
+    lengths = [int(h["tokens"].numel()) for h in hypos]
+    return texts, logprobs, lengths
 
 
 class NameResolver:

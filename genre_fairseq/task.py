@@ -10,7 +10,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
-from .marginalize import NameResolver, rank_entities
+from .marginalize import NameResolver, hypothesis_fields, rank_entities
 from .name_table import NameTable
 from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree, dictionary_fingerprint
 from .search import PrefixTreeSequenceGenerator
@@ -111,13 +111,6 @@ class GenreTask(TranslationTask):
         self._bpe = super().build_bpe(args)
         return self._bpe
 
-    def identifier_text(self, tokens) -> str:
-        """The identifier text of generated target tokens (end token excluded)."""
-        text = self.tgt_dict.string(tokens)
-        if self._bpe is not None:
-            text = self._bpe.decode(text)
-        return text.strip()
-
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         """fairseq's inference step; with --name-table, also print each sentence's ranked entities (E- lines)."""
         hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
@@ -130,9 +123,7 @@ class GenreTask(TranslationTask):
 
     def entities(self, hypos) -> list:
         """Ranked entities of one sentence's hypotheses (see ``marginalize.rank_entities``)."""
-        texts = [self.identifier_text(h["tokens"]) for h in hypos]
-        logprobs = [float(h["positional_scores"].sum()) for h in hypos]
-        lengths = [int(h["tokens"].numel()) for h in hypos]
+        texts, logprobs, lengths = hypothesis_fields(hypos, self.tgt_dict, self._bpe)
         return rank_entities(texts, logprobs, lengths, self.resolver, marginalize=self.cfg.marginalize,
                              alpha=self.cfg.marginalize_alpha)
 
@@ -169,38 +160,46 @@ class GenreTask(TranslationTask):
         )
 
 
+def check_name_table(table: NameTable, tree: Optional[PrefixTree], table_label: str, tree_label: str) -> None:
+    """Refuse a name table other than the one the prefix tree's identifiers were compiled from."""
+    expected = tree.name_table_fingerprint if tree is not None else None
+    if expected is not None and table.fingerprint != expected:
+        raise ValueError(
+            f"{table_label} (fingerprint {table.fingerprint[:12]}...) is not the table {tree_label} "
+            f"was built from ({expected[:12]}...); for a canonical tree give the .canonical.names table"
+        )
+
+
 def load_name_table_for(path: str, tree: Optional[PrefixTree], tree_path: Optional[str]) -> NameTable:
     """Load a name table and check that it is the one the prefix tree's identifiers were compiled from."""
     if not os.path.isfile(path):
         raise ValueError(f"--name-table {path}: file not found")
     table = NameTable.load(path)
-    expected = tree.name_table_fingerprint if tree is not None else None
-    if expected is not None and table.fingerprint != expected:
-        raise ValueError(
-            f"--name-table {path} (fingerprint {table.fingerprint[:12]}...) is not the table --trie {tree_path} "
-            f"was built from ({expected[:12]}...); for a canonical tree give the .canonical.names table"
-        )
+    check_name_table(table, tree, f"--name-table {path}", f"--trie {tree_path}")
     return table
+
+
+def check_prefix_tree(tree: PrefixTree, tgt_dict, label: str, dict_name: str = "the target dictionary") -> None:
+    """Refuse an empty tree, or one built for another dictionary than ``tgt_dict``."""
+    if tree.num_sequences == 0:
+        raise ValueError(f"{label} holds no sequences: nothing could be generated")
+    expected = dictionary_fingerprint(tgt_dict)
+    if tree.dictionary_fingerprint is None:
+        logger.warning("%s records no dictionary fingerprint; cannot check it matches %s", label, dict_name)
+    elif tree.dictionary_fingerprint != expected:
+        raise ValueError(
+            f"{label} was built for dictionary {tree.dictionary_fingerprint[:16]}..., but "
+            f"{dict_name} is {expected[:16]}...; rebuild the trie with the model's dict.txt"
+        )
+    if tree.max_token >= len(tgt_dict):
+        raise ValueError(
+            f"{label} holds token id {tree.max_token}, outside {dict_name} ({len(tgt_dict)} symbols)"
+        )
 
 
 def load_prefix_tree_for(path: str, tgt_dict, dict_name: str = "the target dictionary") -> PrefixTree:
     """Load a prefix tree and check that it was built for ``tgt_dict``."""
     tree = PrefixTree.load(path)
-    if tree.num_sequences == 0:
-        raise ValueError(f"--trie {path} holds no sequences: nothing could be generated")
-    expected = dictionary_fingerprint(tgt_dict)
-    if tree.dictionary_fingerprint is None:
-        logger.warning(
-            "--trie %s records no dictionary fingerprint; cannot check it matches %s", path, dict_name
-        )
-    elif tree.dictionary_fingerprint != expected:
-        raise ValueError(
-            f"--trie {path} was built for dictionary {tree.dictionary_fingerprint[:16]}..., but "
-            f"{dict_name} is {expected[:16]}...; rebuild the trie with the model's dict.txt"
-        )
-    if tree.max_token >= len(tgt_dict):
-        raise ValueError(
-            f"--trie {path} holds token id {tree.max_token}, outside {dict_name} ({len(tgt_dict)} symbols)"
-        )
+    check_prefix_tree(tree, tgt_dict, f"--trie {path}", dict_name)
     logger.info("prefix tree %s: %d sequences, %d nodes", path, tree.num_sequences, tree.num_nodes)
     return tree
