@@ -67,6 +67,9 @@ class _Hub:
         self.bpe = bpe
         self.device = torch.device(device)
         self.src_dict, self.tgt_dict = task.source_dictionary, task.target_dictionary
+        # Source tokens the models accept (EOS included), from their position embeddings.
+        self._max_source_tokens = min(
+            int(m.max_positions()[0]) if isinstance(m.max_positions(), tuple) else 10**9 for m in models) - 1
         self._trees: Dict[str, PrefixTree] = {}
         self._tables: Dict[str, NameTable] = {}
 
@@ -138,14 +141,12 @@ class _Hub:
             words = cut_around_mention(sentence.split(), self.START, self.END, self.MAX_WORDS)
         except ValueError as e:
             raise ValueError(f"sentence {index}: {e}: {sentence[:80]!r}") from None
-        max_tokens = min(int(m.max_positions()[0]) if isinstance(m.max_positions(), tuple) else 10**9
-                         for m in self.models) - 1
         budget = len(words)
         while True:
             text = " ".join(cut_around_mention(words, self.START, self.END, budget))
             symbols = self.bpe.encode(text) if self.bpe is not None else text
             ids = self.src_dict.encode_line(symbols, add_if_not_exist=False, append_eos=True).long()
-            if ids.numel() <= max_tokens or budget <= 1:
+            if ids.numel() <= self._max_source_tokens or budget <= 1:
                 return ids
             budget -= max(1, budget // 8)
 
