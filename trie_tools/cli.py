@@ -26,6 +26,7 @@ from genre_fairseq.name_table import MENTION_TABLE_MAGIC, NAME_TABLE_MAGIC, Ment
 from genre_fairseq.prefix_tree import IDENTIFIER_FORMATS, MAGIC, PrefixTree, dictionary_fingerprint  # noqa: E402
 
 from ._io import InputError  # noqa: E402
+from .encode import load_dictionary  # noqa: E402
 
 
 class UsageError(Exception):
@@ -37,17 +38,6 @@ def _split_list(value: Optional[str]) -> Optional[List[str]]:
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
     return items or None
-
-
-def _load_dictionary(path: str):
-    from fairseq.data import Dictionary
-
-    if not os.path.isfile(path):
-        raise UsageError(f"--dict {path}: file not found")
-    try:
-        return Dictionary.load(path)
-    except (ValueError, RuntimeError, UnicodeDecodeError) as e:
-        raise UsageError(f"--dict {path}: not a fairseq dictionary ({e})") from None
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -148,7 +138,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     if bool(args.tokenized) == bool(args.names):
         raise UsageError("give exactly one of --names KB.names or --tokenized FILE")
-    dictionary = _load_dictionary(args.dict)
+    dictionary = load_dictionary(args.dict)
     fingerprint = dictionary_fingerprint(dictionary)
     started = time.time()
     if args.tokenized:

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from genre_fairseq.prefix_tree import IDENTIFIER_FORMATS, PrefixTree, dictionary_fingerprint
 from trie_tools._io import open_binary
+from trie_tools.encode import load_dictionary
 
 __all__ = [
     "ConvertStats",
@@ -569,17 +570,6 @@ def convert_title_table(
 # ----------------------------------------------------------------------------- command
 
 
-def _load_dictionary(dict_path: str) -> Any:
-    from fairseq.data import Dictionary
-
-    if not os.path.exists(dict_path):
-        raise ValueError(f"--dict {dict_path}: file not found")
-    try:
-        return Dictionary.load(dict_path)
-    except (ValueError, UnicodeDecodeError, IndexError) as e:
-        raise ValueError(f"--dict {dict_path}: not a fairseq dictionary ({e})") from None
-
-
 _KIND_LABELS = {
     "dict_trie": "GENRE dict trie",
     "marisa_trie": "mGENRE marisa trie",
@@ -620,7 +610,7 @@ def convert(
             counts = f"{len(table):,} names, {table.num_entities:,} entities, {table.num_links:,} links"
         return f"{path} ({label}) -> name table {output}: {counts}; " + stats.summary().split(": ", 1)[1]
 
-    dictionary = _load_dictionary(dict_path) if dict_path is not None else None
+    dictionary = load_dictionary(dict_path) if dict_path is not None else None
     try:
         tree = convert_reference_trie(
             obj, output, dictionary=dictionary, identifier_format=identifier_format, progress=progress

@@ -26,8 +26,20 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["EncodeStats", "GPT2Tokenizer", "SentencePieceTokenizer", "TargetEncoder", "TokenizerSpec",
+__all__ = ["EncodeStats", "GPT2Tokenizer", "load_dictionary", "SentencePieceTokenizer", "TargetEncoder", "TokenizerSpec",
            "encode_identifiers"]
+
+
+def load_dictionary(path: str):
+    """A fairseq dictionary from ``--dict PATH``; ``ValueError`` naming the option and the file otherwise."""
+    from fairseq.data import Dictionary
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--dict {path}: file not found")
+    try:
+        return Dictionary.load(path)
+    except (ValueError, RuntimeError, UnicodeDecodeError, IndexError) as e:
+        raise ValueError(f"--dict {path}: not a fairseq dictionary ({e})") from None
 
 
 class SentencePieceTokenizer:
