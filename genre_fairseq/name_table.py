@@ -750,12 +750,16 @@ class NameTable(_Table):
         restore = self._entities.restore_key
         return [restore(x) for x in self._multi_ent[self._multi_off[j]: self._multi_off[j + 1]].tolist()]
 
+    def _entity(self, entity_id: str) -> Optional[int]:
+        """The key id of an entity in the entities trie, or None if unknown."""
+        try:
+            return self._entities.get(entity_id)
+        except UnicodeEncodeError:
+            return None
+
     def names(self, entity_id: str) -> list[tuple[str, str]]:
         """All ``(lang, name)`` of an entity, sorted; ``[]`` if unknown."""
-        try:
-            e = self._entities.get(entity_id)
-        except UnicodeEncodeError:
-            return []
+        e = self._entity(entity_id)
         if e is None:
             return []
         restore = self._keys.restore_key
@@ -763,10 +767,7 @@ class NameTable(_Table):
 
     def primary_names(self, entity_id: str) -> list[tuple[str, str]]:
         """The primary ``(lang, name)`` of an entity (its title or label per language), sorted; ``[]`` if unknown."""
-        try:
-            e = self._entities.get(entity_id)
-        except UnicodeEncodeError:
-            return []
+        e = self._entity(entity_id)
         if e is None:
             return []
         start, end = self._rev_off[e], self._rev_off[e + 1]
