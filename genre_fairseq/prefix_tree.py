@@ -130,18 +130,13 @@ class PrefixTree:
         name_table_fingerprint: Optional[str] = None,
     ) -> "PrefixTree":
         """Build a tree from token sequences; duplicates collapse."""
-        if identifier_format is not None and identifier_format not in IDENTIFIER_FORMATS:
-            raise ValueError(
-                f"unknown identifier format {identifier_format!r}; expected one of {IDENTIFIER_FORMATS}"
-            )
+        # Validation (format, start token, negative ids) is from_arrays's, done once on the arrays.
         flat = array("q")
         lengths = array("q")
-        for i, seq in enumerate(seqs):
+        for seq in seqs:
             before = len(flat)
             flat.extend(seq)  # ints only: a float or str raises TypeError here
             lengths.append(len(flat) - before)
-            if start_token is not None and (len(flat) == before or flat[before] != start_token):
-                raise ValueError(f"sequence {i} does not begin with the start token {start_token}: {list(seq)[:8]}")
         return cls.from_arrays(
             np.frombuffer(flat, dtype=np.int64) if flat else np.zeros(0, np.int64),
             np.frombuffer(lengths, dtype=np.int64) if lengths else np.zeros(0, np.int64),
