@@ -114,7 +114,7 @@ class GenreTask(TranslationTask):
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         """fairseq's inference step; with --name-table, also print each sentence's ranked entities (E- lines)."""
         hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
-        if self.name_table is not None and not getattr(generator, "retain_dropout", False):
+        if self.name_table is not None:
             for sample_id, sentence_hypos in zip(sample["id"].tolist(), hypos):
                 for rank, entity in enumerate(self.entities(sentence_hypos)):
                     print(f"E-{sample_id}\t{rank}\t{entity['score']:.6f}\t{entity['id'] or '-'}\t"
