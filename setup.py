@@ -25,9 +25,14 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80"],
+        # babel: the Unicode CLDR names of the quickstart knowledge base (examples/quickstart).
+        "test": ["pytest>=7", "hypothesis>=6.80", "babel>=2.12"],
     },
     entry_points={
-        "console_scripts": ["genre-trie = trie_tools.cli:main"],
+        "console_scripts": [
+            "genre-trie = trie_tools.cli:main",
+            "genre-evaluate = genre_fairseq.evaluate:main",
+            "genre-prepare = trie_tools.prepare:main",
+        ],
     },
 )

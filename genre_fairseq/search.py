@@ -139,7 +139,7 @@ class PrefixTreeSearch(Search):
         flat_states = states.reshape(-1)
         flat_lprobs = lprobs.reshape(-1, vocab_size)
 
-        start, count = self.tree.child_ranges(flat_states)
+        _, count = self.tree.child_ranges(flat_states)
         width = int(count.max().item())
         dense = self._use_dense(width)
         if dense:
@@ -149,8 +149,9 @@ class PrefixTreeSearch(Search):
             # Hypotheses often share a node: read each node's children once (>= 1 column keeps
             # shapes valid). Padding columns point at the pad token, which is never a candidate.
             nodes, which = torch.unique(flat_states, return_inverse=True)
-            node_tokens, _, node_valid = self.tree.candidates(nodes, min_width=1)
+            node_tokens, node_next, node_valid = self.tree.candidates(nodes, min_width=1)
             cand_tokens = node_tokens.masked_fill_(~node_valid, self.pad)[which]
+            cand_next = node_next[which]
             flat_lprobs[:, self.pad] = -math.inf  # as fairseq's SequenceGenerator already does
             cand_lprobs = flat_lprobs.gather(1, cand_tokens)
         n_cols = cand_lprobs.size(1)
@@ -173,7 +174,7 @@ class PrefixTreeSearch(Search):
             next_states = self.tree.advance(flat_states[rows.view(-1)], cols.reshape(-1)).view(bsz, k)
         else:
             tokens = cand_tokens[rows, cols]
-            next_states = start[rows] + cols + 1  # edge e leads to node e + 1; padding is dead below
+            next_states = cand_next[rows, cols]  # padding columns lead to -1 (and are dead below)
 
         dead = top_scores == -math.inf
         if bool(dead.any()):
