@@ -28,8 +28,9 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
+from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
 from .marginalize import NameResolver, hypothesis_fields, rank_entities
-from .name_table import NameTable
+from .name_table import MentionTable, NameTable
 from .prefix_tree import PrefixTree
 from .task import check_name_table, check_prefix_tree
 
@@ -178,44 +179,83 @@ class _Hub:
         trie: Union[str, PrefixTree, None] = None,
         name_table: Union[str, NameTable, None] = None,
         marginalize: bool = True,
-        candidates: Optional[Sequence] = None,
+        candidates: Optional[Sequence[Optional[Sequence[str]]]] = None,
         max_len_b: int = 32,
         *,
         alpha: float = 0.5,
         identifier_format: Optional[str] = None,
         batch_size: int = 32,
+        mention_table: Union[str, MentionTable, None] = None,
+        candidates_k: Optional[int] = 10,
     ) -> List[List[dict]]:
         """Link each sentence's marked mention: ranked ``{"id", "score", "texts", "scores"}`` with a name
-        table, else ranked ``{"text", "score"}`` (score: log p / L ** alpha)."""
-        if candidates is not None:
-            raise NotImplementedError("candidate-restricted decoding is not implemented yet")
+        table, else ranked ``{"text", "score"}`` (score: log p / L ** alpha).
+
+        Candidates (see ``genre_fairseq.candidates``): ``candidates`` gives, per sentence, None or a
+        list of entity ids (identifier strings when there is no name table) to restrict decoding
+        to; ``mention_table`` (a ``genre-trie names --mentions`` table) supplies the top
+        ``candidates_k`` entities of the mention's exact text for sentences without given ones.
+        A sentence with no candidate in the tree falls back to the whole ``trie``. With either
+        option, every returned entry also has ``"candidates"``: how its sentence was decoded
+        (e.g. ``"3 candidates (mentions), 7 identifiers"`` or ``"no candidates: full tree"``).
+        """
         if isinstance(sentences, str):
             raise TypeError("sample() takes a list of sentences, not one string")
+        if candidates is not None and (isinstance(candidates, str) or len(candidates) != len(sentences)):
+            raise ValueError(f"candidates must be a list with one entry (None or a list) per sentence: "
+                             f"{len(sentences)} sentences")
         if not sentences:
             return []
         sources = [self._source_ids(s, i) for i, s in enumerate(sentences)]
         tree = self._tree(trie) if trie is not None else None
+        table = self._table(name_table, tree) if name_table is not None else None
+        fmt = identifier_format or (tree.identifier_format if tree is not None else None)
         resolver = None
-        if name_table is not None:
-            fmt = identifier_format or (tree.identifier_format if tree is not None else None)
+        if table is not None:
             if fmt is None:
                 raise ValueError("name_table needs identifier_format= (or a trie that records it)")
-            resolver = NameResolver(self._table(name_table, tree), fmt)
-        generator = self._generator(beam, max_len_b, tree)
+            resolver = NameResolver(table, fmt)
+        restrict = candidates is not None or mention_table is not None
+        if mention_table is not None:
+            if table is None:
+                raise ValueError("mention_table= gives entity ids: it needs name_table= to find their names")
+            if not isinstance(mention_table, MentionTable):
+                mention_table = MentionTable.load(mention_table)
         results: List[List[dict]] = []
+        generator = None if restrict else self._generator(beam, max_len_b, tree)
         for start in range(0, len(sources), batch_size):
-            batch = self._batch(sources[start: start + batch_size])
-            for hypos in generator.generate(self.models, batch):
+            batch = self._batch(sources[start: start + batch_size], start)
+            sets = {}
+            if restrict:
+                encode = IdentifierEncoder(self.bpe, self.tgt_dict)
+                for i in range(start, start + batch["id"].numel()):
+                    sets[i] = resolve_candidates(
+                        candidates[i] if candidates is not None else None,
+                        mention_text(sentences[i], [(self.START, self.END)]),
+                        encode=encode, tree=tree, name_table=table, identifier_format=fmt,
+                        mention_table=mention_table, k=candidates_k)
+                trees = CandidateTrees(tree, sets)
+                if tree is None:
+                    missing = [i for i, cs in sets.items() if not cs.restricted]
+                    if missing:
+                        raise ValueError(f"sentence {missing[0]}: no candidate identifier could be encoded "
+                                         f"({sets[missing[0]].describe()}), and there is no trie to fall back on")
+                generator = generator or self._generator(beam, max_len_b, trees)
+                generator.search.set_tree(trees)
+            for i, hypos in zip(batch["id"].tolist(), generator.generate(self.models, batch)):
                 texts, logprobs, lengths = hypothesis_fields(hypos, self.tgt_dict, self.bpe)
                 if resolver is not None:
-                    results.append(rank_entities(texts, logprobs, lengths, resolver, marginalize=marginalize,
-                                                 alpha=alpha))
+                    ranked = rank_entities(texts, logprobs, lengths, resolver, marginalize=marginalize, alpha=alpha)
                 else:
                     scored = [{"text": t, "score": lp / (n ** alpha)} for t, lp, n in zip(texts, logprobs, lengths)]
-                    results.append(sorted(scored, key=lambda e: -e["score"]))
+                    ranked = sorted(scored, key=lambda e: -e["score"])
+                if restrict:
+                    for entry in ranked:
+                        entry["candidates"] = sets[i].describe()
+                results.append(ranked)
         return results
 
-    def _generator(self, beam: int, max_len_b: int, tree: Optional[PrefixTree]):
+    def _generator(self, beam: int, max_len_b: int, tree):
         from fairseq.sequence_generator import SequenceGenerator
 
         from .search import PrefixTreeSequenceGenerator
@@ -225,12 +265,13 @@ class _Hub:
             return SequenceGenerator(self.models, self.tgt_dict, **kwargs)
         return PrefixTreeSequenceGenerator(self.models, self.tgt_dict, prefix_tree=tree, **kwargs)
 
-    def _batch(self, sources: List[torch.Tensor]) -> dict:
+    def _batch(self, sources: List[torch.Tensor], first_id: int = 0) -> dict:
         from fairseq.data import data_utils
 
         lengths = torch.tensor([s.numel() for s in sources])
         tokens = data_utils.collate_tokens(sources, self.src_dict.pad(), self.src_dict.eos(), left_pad=True)
-        return {"net_input": {"src_tokens": tokens.to(self.device), "src_lengths": lengths.to(self.device)}}
+        ids = torch.arange(first_id, first_id + len(sources))
+        return {"id": ids, "net_input": {"src_tokens": tokens.to(self.device), "src_lengths": lengths.to(self.device)}}
 
 
 class GENRE(_Hub):

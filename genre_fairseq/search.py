@@ -58,6 +58,16 @@ class PrefixTreeSearch(Search):
             raise ValueError(f"unknown search mode {mode!r}; expected one of {SEARCH_MODES}")
         if candidate_multiple < 1:
             raise ValueError(f"candidate_multiple must be >= 1, got {candidate_multiple}")
+        self.set_tree(tree)
+        self.mode = mode
+        self.candidate_multiple = candidate_multiple
+        # fairseq stops at max_len instead of asserting when some hypotheses cannot end there.
+        self.stop_on_max_len = True
+        self._states: Optional[Tensor] = None  # (bsz * beam,) node of every live hypothesis
+        self._cand_states: Optional[Tensor] = None  # (bsz, cand) node each candidate leads to
+
+    def set_tree(self, tree) -> None:
+        """Search ``tree`` from now on: a PrefixTree, or per-sentence ``candidates.CandidateTrees``."""
         if tree.start_token is not None and tree.start_token != self.eos:
             raise ValueError(
                 f"the prefix tree's sequences begin with token {tree.start_token}, but decoding starts "
@@ -69,12 +79,8 @@ class PrefixTreeSearch(Search):
                 f"({self.vocab_size} symbols)"
             )
         self.tree = tree
-        self.mode = mode
-        self.candidate_multiple = candidate_multiple
-        # fairseq stops at max_len instead of asserting when some hypotheses cannot end there.
-        self.stop_on_max_len = True
-        self._states: Optional[Tensor] = None  # (bsz * beam,) node of every live hypothesis
-        self._cand_states: Optional[Tensor] = None  # (bsz, cand) node each candidate leads to
+        self._states = None
+        self._cand_states = None
 
     # fairseq calls these three hooks to keep per-hypothesis state in step with the beam.
     def init_constraints(self, batch_constraints: Optional[Tensor], beam_size: int):
@@ -92,7 +98,7 @@ class PrefixTreeSearch(Search):
         if self._cand_states is not None:
             self._states = torch.gather(self._cand_states, 1, active_hypos).view(-1)
 
-    def _states_for(self, prev_output_tokens: Tensor) -> Tensor:
+    def _states_for(self, prev_output_tokens: Tensor, sentence_ids: Optional[Tensor]) -> Tensor:
         """Node of every hypothesis; recomputed from the tokens when the cached one is stale."""
         states = self._states
         if states is not None and states.numel() == prev_output_tokens.size(0):
@@ -101,7 +107,12 @@ class PrefixTreeSearch(Search):
             if bool(consistent.all()):
                 return states
         tokens = prev_output_tokens if self.tree.start_token is not None else prev_output_tokens[:, 1:]
-        return self.tree.walk(tokens)
+        roots = None
+        if hasattr(self.tree, "sentence_roots"):  # per-sentence trees (candidates.CandidateTrees)
+            assert sentence_ids is not None, "per-sentence trees need fairseq's original_batch_idxs"
+            beam = prev_output_tokens.size(0) // sentence_ids.numel()
+            roots = self.tree.sentence_roots(sentence_ids).repeat_interleave(beam)
+        return self.tree.walk(tokens, roots)
 
     def _use_dense(self, width: int) -> bool:
         if self.mode == "dense":
@@ -130,7 +141,7 @@ class PrefixTreeSearch(Search):
         """
         assert prev_output_tokens is not None
         bsz, beam_size, vocab_size = lprobs.size()
-        states = self._states_for(prev_output_tokens).view(bsz, beam_size)
+        states = self._states_for(prev_output_tokens, original_batch_idxs).view(bsz, beam_size)
         if step == 0:
             # all hypotheses are the same at the first step: extend only the first one
             lprobs = lprobs[:, :1, :]

@@ -10,8 +10,9 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
 from .marginalize import NameResolver, hypothesis_fields, rank_entities
-from .name_table import NameTable
+from .name_table import MentionTable, NameTable
 from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree, dictionary_fingerprint
 from .search import PrefixTreeSequenceGenerator
 
@@ -53,6 +54,24 @@ class GenreConfig(TranslationConfig):
         },
     )
 
+    candidates_table: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "mention table (genre-trie names --mentions): restrict each sentence's decoding to the "
+            "identifiers of the top --candidates-k entities of its mention's exact text (needs --trie and "
+            "--name-table); a sentence without candidates falls back to the whole --trie. Prints a C- line "
+            "per sentence: C-<id> <how it was decoded>"
+        },
+    )
+    candidates_k: int = field(default=10, metadata={"help": "candidates taken from --candidates-table, by count"})
+    candidates_file: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "explicit candidates, one line per sentence of the generated subset (line i: sentence id i): "
+            "tab-separated entity ids (identifier strings without --name-table); an empty line has none. "
+            "Takes precedence over --candidates-table for the sentences it gives candidates"
+        },
+    )
 
 @register_task("genre", dataclass=GenreConfig)
 class GenreTask(TranslationTask):
@@ -83,6 +102,7 @@ class GenreTask(TranslationTask):
             if self.identifier_format is None:
                 raise ValueError("--name-table needs the identifier format: give --identifier-format or a --trie that records it")
             self.resolver = NameResolver(self.name_table, str(self.identifier_format))
+        self.mention_table, self.given_candidates = load_candidate_options(cfg, self.prefix_tree, self.name_table)
 
     def _target_dict_path(self) -> str:
         paths = (self.cfg.data or "").split(os.pathsep)
@@ -113,6 +133,8 @@ class GenreTask(TranslationTask):
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         """fairseq's inference step; with --name-table, also print each sentence's ranked entities (E- lines)."""
+        if self.mention_table is not None or self.given_candidates is not None:
+            self._restrict_to_candidates(generator, sample)
         hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
         if self.name_table is not None:
             for sample_id, sentence_hypos in zip(sample["id"].tolist(), hypos):
@@ -120,6 +142,28 @@ class GenreTask(TranslationTask):
                     print(f"E-{sample_id}\t{rank}\t{entity['score']:.6f}\t{entity['id'] or '-'}\t"
                           + " | ".join(entity["texts"]), flush=True)
         return hypos
+
+    def _restrict_to_candidates(self, generator, sample) -> None:
+        """Give the search this batch's candidate trees, and print how each sentence is decoded (C- lines)."""
+        from fairseq import utils
+
+        encode = IdentifierEncoder(self._bpe, self.tgt_dict)
+        sets = {}
+        for row, sid in enumerate(sample["id"].tolist()):
+            given = None
+            if self.given_candidates is not None:
+                if sid >= len(self.given_candidates):
+                    raise ValueError(f"--candidates-file {self.cfg.candidates_file} has {len(self.given_candidates)} "
+                                     f"lines, but sentence {sid} is being generated")
+                given = self.given_candidates[sid] or None
+            source = self.src_dict.string(utils.strip_pad(sample["net_input"]["src_tokens"][row], self.src_dict.pad()))
+            if self._bpe is not None:
+                source = self._bpe.decode(source)
+            sets[sid] = resolve_candidates(
+                given, mention_text(source), encode=encode, tree=self.prefix_tree, name_table=self.name_table,
+                identifier_format=self.identifier_format, mention_table=self.mention_table, k=self.cfg.candidates_k)
+            print(f"C-{sid}\t{sets[sid].describe()}", flush=True)
+        generator.search.set_tree(CandidateTrees(self.prefix_tree, sets))
 
     def entities(self, hypos) -> list:
         """Ranked entities of one sentence's hypotheses (see ``marginalize.rank_entities``)."""
@@ -158,6 +202,30 @@ class GenreTask(TranslationTask):
         return super().build_generator(
             models, args, seq_gen_cls=seq_gen_cls or PrefixTreeSequenceGenerator, extra_gen_cls_kwargs=extra
         )
+
+
+def load_candidate_options(cfg, tree: Optional[PrefixTree], table: Optional[NameTable]):
+    """The mention table and the explicit candidate lists named by the options (None when not given)."""
+    if not (cfg.candidates_table or cfg.candidates_file):
+        return None, None
+    if tree is None:
+        raise ValueError("--candidates-table / --candidates-file restrict the --trie search: give --trie KB.trie")
+    if cfg.candidates_k < 1:
+        raise ValueError(f"--candidates-k must be >= 1, got {cfg.candidates_k}")
+    mentions = None
+    if cfg.candidates_table:
+        if table is None:
+            raise ValueError("--candidates-table gives entity ids: give --name-table KB.names to find their names")
+        if not os.path.isfile(cfg.candidates_table):
+            raise ValueError(f"--candidates-table {cfg.candidates_table}: file not found")
+        mentions = MentionTable.load(cfg.candidates_table)
+    given = None
+    if cfg.candidates_file:
+        if not os.path.isfile(cfg.candidates_file):
+            raise ValueError(f"--candidates-file {cfg.candidates_file}: file not found")
+        with open(cfg.candidates_file, encoding="utf-8") as f:
+            given = [[c for c in line.rstrip("\n").split("\t") if c] for line in f]
+    return mentions, given
 
 
 def check_name_table(table: NameTable, tree: Optional[PrefixTree], table_label: str, tree_label: str) -> None:

@@ -272,3 +272,94 @@ def test_cut_around_mention_keeps_the_mention():
     assert cut_around_mention(words, "[START]", "[END]", 2) == ["[START]", "m", "[END]"]
     start = ["[START]", "m", "[END]"] + [f"r{i}" for i in range(10)]
     assert cut_around_mention(start, "[START]", "[END]", 5) == ["[START]", "m", "[END]", "r0", "r1"]
+
+
+# ---------------------------------------------------------------- candidate-restricted decoding
+def _test_mentions(w):
+    from genre_fairseq.candidates import mention_text
+
+    return [mention_text(line) for line in (w / "test.source").read_text().splitlines()]
+
+
+def _decoy(name):
+    """Another name of the demo KB: the entity the candidates force decoding towards."""
+    from examples.demo.make_data import NAMES
+
+    return NAMES[(NAMES.index(name) + 3) % len(NAMES)]
+
+
+def test_generate_with_explicit_candidates(workdir, name_table, tmp_path):
+    mentions = _test_mentions(workdir)
+    assert len(mentions) == 12 and all(mentions)
+    # Sentence i may only become the decoy's entity; sentence 5 has no candidates (full tree),
+    # sentence 7 only an unknown entity (nothing in the tree: full tree too).
+    lines = ["ent:" + _decoy(m).replace(" ", "_") for m in mentions]
+    lines[5], lines[7] = "", "ent:nobody"
+    cands = tmp_path / "cands.tsv"
+    cands.write_text("\n".join(lines) + "\n")
+    trie = str(workdir / "kb.trie")
+    out = check(_generate(workdir, "--trie", trie, "--name-table", str(name_table), "--marginalize",
+                          "--candidates-file", str(cands))).stdout
+    plain = check(_generate(workdir, "--trie", trie, "--name-table", str(name_table), "--marginalize")).stdout
+    how = {line.split("\t")[0][2:]: line.split("\t")[1] for line in out.splitlines() if line.startswith("C-")}
+    assert len(how) == 12
+    for i in range(12):
+        hyps = [h[2] for h in _hypotheses(out) if h[0] == f"H-{i}"]
+        if i in (5, 7):
+            assert how[str(i)] == ("no candidates: full tree" if i == 5 else
+                                   "1 candidates (given), none in the tree: full tree")
+            assert hyps == [h[2] for h in _hypotheses(plain) if h[0] == f"H-{i}"]
+            continue
+        assert how[str(i)] == "1 candidates (given), 2 identifiers"
+        decoy = _decoy(mentions[i])
+        assert sorted(hyps) == sorted(f"{decoy} >> {lang}" for lang in ("de", "en"))
+        ents = [e for e in _entity_lines(out) if e[0] == f"E-{i}"]
+        assert [e[3] for e in ents] == ["ent:" + decoy.replace(" ", "_")]
+
+
+def test_generate_with_candidates_from_a_mention_table(workdir, name_table, tmp_path):
+    from genre_fairseq.name_table import MentionTable
+
+    mentions = _test_mentions(workdir)
+    # The true entity is a candidate, but the decoy is more frequent: with k = 1 only the decoy.
+    items = [(m, "ent:" + m.replace(" ", "_"), 1) for m in set(mentions)]
+    items += [(m, "ent:" + _decoy(m).replace(" ", "_"), 5) for m in set(mentions) if m != mentions[0]]
+    MentionTable.build(items, tmp_path / "kb.mentions")
+    out = check(_generate(workdir, "--trie", str(workdir / "kb.trie"), "--name-table", str(name_table),
+                          "--candidates-table", str(tmp_path / "kb.mentions"), "--candidates-k", "1")).stdout
+    for i, m in enumerate(mentions):
+        expected = m if m == mentions[0] else _decoy(m)
+        assert sorted(h[2] for h in _hypotheses(out) if h[0] == f"H-{i}") == \
+            sorted(f"{expected} >> {lang}" for lang in ("de", "en"))
+    proc = _generate(workdir, "--trie", str(workdir / "kb.trie"), "--candidates-table", str(tmp_path / "kb.mentions"))
+    assert proc.returncode != 0 and "give --name-table" in _last_error_line(proc)
+    proc = _generate(workdir, "--candidates-file", str(tmp_path / "kb.mentions"))
+    assert proc.returncode != 0 and "give --trie" in _last_error_line(proc)
+
+
+def test_hub_with_candidates(workdir, model_dir, name_table, tmp_path):
+    from genre_fairseq.hub import mGENRE
+    from genre_fairseq.name_table import MentionTable
+
+    model = mGENRE.from_pretrained(str(model_dir), bpe=None, device="cpu")
+    trie, names = str(workdir / "kb.trie"), str(name_table)
+    plain = model.sample(SENTENCES, beam=4, trie=trie, name_table=names)
+    got = model.sample(SENTENCES, beam=4, trie=trie, name_table=names, candidates=[["ent:do"], None, ["ent:ha", "ent:fa_al"]])
+    assert [e["id"] for e in got[0]] == ["ent:do"]
+    assert got[1] == [dict(e, candidates="no candidates: full tree") for e in plain[1]]
+    assert {e["id"] for e in got[2]} == {"ent:ha", "ent:fa_al"}
+    assert got[2][0]["candidates"] == "2 candidates (given), 4 identifiers"
+    MentionTable.build([("al be", "ent:ce_ce_fa", 3), ("al be", "ent:al_be", 1)], tmp_path / "m.mentions")
+    got = model.sample(SENTENCES, beam=4, trie=trie, name_table=names, mention_table=str(tmp_path / "m.mentions"),
+                       candidates_k=1)
+    assert [e["id"] for e in got[0]] == ["ent:ce_ce_fa"]
+    assert got[1][0]["candidates"] == "no candidates (mentions): full tree"
+    # without a trie, candidates alone constrain decoding; a sentence without any is an error
+    got = model.sample(SENTENCES[:1], beam=4, name_table=names, identifier_format="name_lang", candidates=[["ent:ha"]])
+    assert [e["id"] for e in got[0]] == ["ent:ha"]
+    with pytest.raises(ValueError, match="no trie to fall back on"):
+        model.sample(SENTENCES[:2], beam=4, name_table=names, identifier_format="name_lang", candidates=[["ent:ha"], None])
+    with pytest.raises(ValueError, match="one entry"):
+        model.sample(SENTENCES, trie=trie, candidates=[["ent:ha"]])
+    with pytest.raises(ValueError, match="needs name_table"):
+        model.sample(SENTENCES, trie=trie, mention_table=str(tmp_path / "m.mentions"))
