@@ -166,22 +166,34 @@ def _bad_record(what: str, index: int, record: Any, why: str) -> ValueError:
     return ValueError(f"{what} #{index} {record!r}: {why}")
 
 
-def _check_text(value: Any, field: str, what: str, index: int, record: Any, *, empty_ok: bool) -> None:
+def text_problem(value: Any, field: str, *, empty_ok: bool = False) -> Optional[str]:
+    """Why ``value`` cannot be stored as a text field of a table (None if it can).
+
+    The one check of storable text, shared by the readers and converters of ``trie_tools``: a
+    ``str``, non-empty unless ``empty_ok``, without C0 control characters (tab, newline, NUL,
+    ...: the spool and TSV formats are line- and tab-separated), and encodable as UTF-8 (no
+    lone surrogates, which JSON escapes such as ``"\\ud800"`` produce).
+    """
     if not isinstance(value, str):
-        raise _bad_record(what, index, record, f"{field} must be a str, not {type(value).__name__}")
+        return f"{field} must be a str, not {type(value).__name__}"
     if not value and not empty_ok:
-        raise _bad_record(what, index, record, f"{field} is empty")
+        return f"{field} is empty"
     match = _CONTROL.search(value)
     if match:
-        raise _bad_record(
-            what, index, record,
-            f"{field} contains the control character U+{ord(match.group()):04X}; tab, newline, NUL "
-            "and the other C0 controls (U+0000-U+001F) are not allowed",
-        )
+        return f"{field} contains the control character U+{ord(match.group()):04X}"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _bad_record(what, index, record, f"{field} is not valid Unicode (lone surrogate)") from None
+        return f"{field} is not valid Unicode (lone surrogate)"
+    return None
+
+
+def _check_text(value: Any, field: str, what: str, index: int, record: Any, *, empty_ok: bool) -> None:
+    why = text_problem(value, field, empty_ok=empty_ok)
+    if why is not None:
+        if "control character" in why:
+            why += "; tab, newline, NUL and the other C0 controls (U+0000-U+001F) are not allowed"
+        raise _bad_record(what, index, record, why)
 
 
 def _name_lines(records: Iterable[tuple]) -> Iterator[bytes]:

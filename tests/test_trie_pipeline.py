@@ -232,12 +232,15 @@ def test_names_with_control_characters_or_empty_are_counted(tmp_path, capsys):
         "[\n"
         '{"type":"item","id":"Q1","labels":{"en":{"language":"en","value":"Tab\\tName"}},'
         '"sitelinks":{"enwiki":{"site":"enwiki","title":"Good title"},"dewiki":{"site":"dewiki","title":" "}}},\n'
-        '{"type":"item","id":"Q2","labels":{"en":{"language":"en","value":"Line\\nbreak"}},"sitelinks":{}}\n'
+        '{"type":"item","id":"Q2","labels":{"en":{"language":"en","value":"Line\\nbreak"}},"sitelinks":{}},\n'
+        # a lone surrogate (valid JSON, not storable as UTF-8): skipped and counted, not a crash
+        '{"type":"item","id":"Q3","labels":{"en":{"language":"en","value":"half \\ud800 pair"}},"sitelinks":{}}\n'
         "]\n", encoding="utf-8")
     out_path = tmp_path / "c.names"
     assert run("names", "--wikidata", dump, "--sources", "titles,labels", "--output", out_path) == 0
     out = capsys.readouterr().out
-    assert "skipped=3" in out and "U+0009" in out and "U+000A" in out and "empty name" in out
+    assert "skipped=4" in out and "U+0009" in out and "U+000A" in out and "empty name" in out
+    assert "lone surrogate" in out
     table = NameTable.load(str(out_path))
     assert list(table) == [("en", "Good title")]  # the good record of Q1 is kept
     assert run("names", "--wikidata", dump, "--sources", "titles,labels", "--output", tmp_path / "s.names",

@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 import marisa_trie
 from tqdm import tqdm
 
+from genre_fairseq.name_table import text_problem
 from genre_fairseq.prefix_tree import IDENTIFIER_FORMATS, PrefixTree, dictionary_fingerprint
 from trie_tools._io import open_binary
 from trie_tools.encode import load_dictionary
@@ -481,21 +482,6 @@ class ConvertStats:
         return text
 
 
-def _field_problem(name: str, value: Any, *, empty_ok: bool) -> Optional[str]:
-    if not isinstance(value, str):
-        return f"{name} has type {_type_name(value)}, not str"
-    if not value and not empty_ok:
-        return f"{name} is empty"
-    m = _CONTROL.search(value)
-    if m:
-        return f"{name} contains the control character U+{ord(m.group()):04X}"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"{name} is not valid Unicode (lone surrogate)"
-    return None
-
-
 def _record_problem(qid: Any, lang: Any, title: Any) -> Optional[str]:
     # Fast path for the common, valid record; the slow path names the offending field.
     try:
@@ -506,7 +492,7 @@ def _record_problem(qid: Any, lang: Any, title: Any) -> Optional[str]:
     except (TypeError, UnicodeEncodeError):
         pass
     for name, value, empty_ok in (("lang", lang, True), ("title", title, False), ("QID", qid, False)):
-        why = _field_problem(name, value, empty_ok=empty_ok)
+        why = text_problem(value, name, empty_ok=empty_ok)
         if why:
             return why
     return None if all(type(v) is str for v in (qid, lang, title)) else "a field is a str subclass"

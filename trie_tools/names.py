@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, 
 from tqdm import tqdm
 
 from genre_fairseq.identifiers import check_lang, choose_canonical, format_identifier
-from genre_fairseq.name_table import MentionTable, NameTable
+from genre_fairseq.name_table import MentionTable, NameTable, text_problem
 
 from ._io import InputError, PathLike, open_binary
 from .custom_kb import CustomKBStats, iter_custom_kb
@@ -46,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 SOURCES = ("titles", "redirects", "labels", "aliases")
 DEFAULT_SOURCES = ("titles", "redirects")
-_CONTROL = re.compile(r"[\x00-\x1f]")
 
 NameRecord = Tuple[str, str, str, bool]  # entity_id, lang, name, primary
 
@@ -84,14 +82,11 @@ class NamesStats:
         return text
 
 
-def _usable(name: str) -> Optional[str]:
-    """Why a name cannot be stored, or None if it can."""
-    if not name.strip():
+def _usable(name: str, field: str = "name") -> Optional[str]:
+    """Why a name cannot be stored, or None if it can (blank counts as empty: names are stripped)."""
+    if isinstance(name, str) and not name.strip():
         return "empty name"
-    match = _CONTROL.search(name)
-    if match:
-        return f"contains the control character U+{ord(match.group()):04X}"
-    return None
+    return text_problem(name, field)
 
 
 def redirects_by_target(page_sql: PathLike, redirect_sql: PathLike, *, strict: bool = False,
@@ -183,7 +178,7 @@ def tsv_names(
     for entity_id, lang, name in iter_custom_kb(path, strict=strict, stats=kb_stats):
         if lang_set is not None and lang not in lang_set:
             continue
-        why = _usable(name) or _usable(entity_id)
+        why = _usable(name) or _usable(entity_id, "entity id")
         if why is not None:
             stats.skip(entity_id, lang, name, why, strict)
             continue
