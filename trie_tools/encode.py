@@ -16,6 +16,7 @@ to ``<unk>``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -45,9 +46,10 @@ def load_dictionary(path: str):
 class SentencePieceTokenizer:
     """Text -> SentencePiece pieces (mGENRE's ``spm_256000.model``), as fairseq's ``--bpe sentencepiece``."""
 
-    def __init__(self, model_path: str) -> None:
+    def __init__(self, model_path: str, *, threads: Optional[int] = None) -> None:
         import sentencepiece
 
+        self.threads = threads  # None: SentencePiece's default (every core)
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"--sentencepiece {model_path}: file not found")
         self.sp = sentencepiece.SentencePieceProcessor()
@@ -59,7 +61,7 @@ class SentencePieceTokenizer:
 
     def symbols(self, texts: Sequence[str]) -> List[List[str]]:
         """The pieces of each text (one batched call into SentencePiece)."""
-        return self.sp.Encode(list(texts), out_type=str)
+        return self.sp.Encode(list(texts), out_type=str, num_threads=self.threads)
 
     def decode(self, symbols: Sequence[str]) -> str:
         """Pieces -> text, as fairseq's SentencePiece decoder does."""
@@ -107,13 +109,16 @@ class TokenizerSpec:
     gpt2_encoder_json: Optional[str] = None
     gpt2_vocab_bpe: Optional[str] = None
     gpt2_leading_space: bool = True
+    # Threads of one SentencePiece call; encoding workers use 1 each, so that N workers keep N
+    # cores busy instead of N x cores threads competing for them.
+    sentencepiece_threads: Optional[int] = None
 
     def build(self):
         """The tokenizer this spec names; ``ValueError`` unless exactly one kind is given."""
         if self.sentencepiece and (self.gpt2_encoder_json or self.gpt2_vocab_bpe):
             raise ValueError("give either --sentencepiece or --gpt2-encoder-json/--gpt2-vocab-bpe, not both")
         if self.sentencepiece:
-            return SentencePieceTokenizer(self.sentencepiece)
+            return SentencePieceTokenizer(self.sentencepiece, threads=self.sentencepiece_threads)
         if self.gpt2_encoder_json and self.gpt2_vocab_bpe:
             return GPT2Tokenizer(self.gpt2_encoder_json, self.gpt2_vocab_bpe, leading_space=self.gpt2_leading_space)
         if self.gpt2_encoder_json or self.gpt2_vocab_bpe:
@@ -272,7 +277,8 @@ def encode_identifiers(
         else:
             spec.build()  # fail here, in the parent, on a bad tokenizer file
             # A bounded window of apply_async calls: Pool.imap would read the whole input ahead.
-            with multiprocessing.get_context().Pool(workers, _init_worker, (spec, dict_path)) as pool:
+            worker_spec = dataclasses.replace(spec, sentencepiece_threads=1)
+            with multiprocessing.get_context().Pool(workers, _init_worker, (worker_spec, dict_path)) as pool:
                 pending: deque = deque()
                 for chunk in _chunks(identifiers, chunk_size):
                     pending.append((pool.apply_async(_encode_chunk, (chunk,)), len(chunk)))
