@@ -273,72 +273,78 @@ def phase_spm(args) -> None:
 # ----------------------------------------------------------------------------- phase: marisa trie
 
 
-def _tree_levels(offsets: np.ndarray) -> List[int]:
-    """First node of each depth (breadth-first numbering), then num_nodes."""
-    starts = [0, 1]
-    while True:
-        b = starts[-1]
-        nxt = int(offsets[b]) + 1
-        if nxt == b:
-            return starts
-        starts.append(nxt)
-
-
 def char_codes(tokens: np.ndarray) -> np.ndarray:
     """The reference's token -> character mapping: i if i < 55000 else i + 10000 (skips surrogates)."""
     t = tokens.astype("<u4")
     return t + (t >= 55000).astype("<u4") * 10000
 
 
+def prefix_counts(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+    """Sequences that begin with each row of ``prefixes`` (k x d), the sequences in lexicographic order.
+
+    Two vectorized binary searches over the sequences: the first whose d-token prefix is >= the
+    row, and the first whose prefix is > it (a shorter sequence sorts before its extensions).
+    """
+    k, d = prefixes.shape
+    n = lengths.size
+
+    def cmp(idx: np.ndarray) -> np.ndarray:  # sign of (first d tokens of sequence idx) - prefix
+        out = np.zeros(k, dtype=np.int64)
+        for j in range(d):
+            undecided = out == 0
+            have = lengths[idx] > j
+            tok = np.where(have, flat[np.minimum(starts[idx] + j, flat.size - 1)], -1)
+            out = np.where(undecided, np.sign(tok - prefixes[:, j]), out)
+        return out
+
+    def search(strict: bool) -> np.ndarray:
+        lo, hi = np.zeros(k, dtype=np.int64), np.full(k, n, dtype=np.int64)
+        while (lo < hi).any():
+            active = lo < hi
+            mid = (lo + hi) // 2
+            c = cmp(np.minimum(mid, n - 1))
+            right = active & ((c <= 0) if strict else (c < 0))
+            lo = np.where(right, mid + 1, lo)
+            hi = np.where(active & ~right, mid, hi)
+        return lo
+
+    return search(True) - search(False)
+
+
 def phase_marisa(args) -> None:
-    """Rebuild the tree's sequences from its arrays, build + save the marisa trie, sample lookup prefixes."""
+    """Expand the tree into its sequences, build + save the marisa trie of them, sample lookup prefixes."""
     import marisa_trie
 
     from genre_fairseq.prefix_tree import PrefixTree
 
     t0 = time.perf_counter()
     tree = PrefixTree.load(args.trie)
-    offsets = np.asarray(tree.offsets, dtype=np.int64)
-    tokens = np.asarray(tree.tokens)
-    n_nodes = tree.num_nodes
-    parent = np.repeat(np.arange(n_nodes, dtype=np.uint32), np.diff(offsets))  # parent of node e + 1
-    del offsets
-    terminal = np.flatnonzero(np.unpackbits(np.asarray(tree.terminal), bitorder="little")[:n_nodes])
-    levels = _tree_levels(np.asarray(tree.offsets))
-    depth = np.searchsorted(np.array(levels), terminal, side="right") - 1  # tokens in each sequence
+    flat, lengths = tree.to_arrays()  # lexicographic order
+    starts = np.cumsum(lengths) - lengths
     setup_s = time.perf_counter() - t0
 
-    # Lookup samples: prefixes of `depth` tokens of sequences longer than that, uniform over sequences.
+    # Lookup samples: prefixes of `depth` tokens of sequences longer than that, uniform over sequences;
+    # *below* = the sequences under each prefix (what the reference enumerates).
     rng = np.random.default_rng(args.seed + 2)
-    wanted: Dict[int, np.ndarray] = {}
+    samples: Dict[str, np.ndarray] = {}
     for d in args.depths:
-        pool = np.flatnonzero(depth > d)
-        wanted[d] = np.sort(rng.choice(pool, size=min(args.samples, pool.size), replace=False))
-    samples = {d: np.zeros((idx.size, d), dtype=np.int64) for d, idx in wanted.items()}
-
-    def paths(nodes: np.ndarray, length: int) -> np.ndarray:
-        out = np.empty((nodes.size, length), dtype=np.uint32)
-        cur = nodes.astype(np.int64)
-        for col in range(length - 1, -1, -1):
-            out[:, col] = tokens[cur - 1]
-            cur = parent[cur - 1].astype(np.int64)
-        return out
+        pool = np.flatnonzero(lengths > d)
+        pick = rng.choice(pool, size=min(args.samples, pool.size), replace=False)
+        rows = flat[starts[pick][:, None] + np.arange(d)]
+        samples[f"d{d}"] = rows
+        samples[f"below{d}"] = prefix_counts(flat, starts, lengths, rows)
 
     gen_s = 0.0
+    by_length = np.argsort(lengths, kind="stable")
+    bounds = np.searchsorted(lengths[by_length], np.arange(int(lengths.max()) + 2))
 
     def keys():
         nonlocal gen_s
-        for g in np.unique(depth).tolist():
-            lo, hi = np.searchsorted(depth, g), np.searchsorted(depth, g, side="right")
-            for a in range(lo, hi, args.chunk):
-                b = min(a + args.chunk, hi)
+        for g in range(1, bounds.size - 1):
+            for a in range(int(bounds[g]), int(bounds[g + 1]), args.chunk):
                 t = time.perf_counter()
-                seqs = paths(terminal[a:b], g)
-                for d, idx in wanted.items():
-                    sel = idx[(idx >= a) & (idx < b)]
-                    if sel.size:
-                        rows = np.searchsorted(idx, sel)
-                        samples[d][rows] = seqs[sel - a, :d]
+                idx = by_length[a: min(a + args.chunk, int(bounds[g + 1]))]
+                seqs = flat[starts[idx][:, None] + np.arange(g)]
                 strings = np.frombuffer(char_codes(seqs).tobytes(), dtype="<U%d" % g).tolist()
                 del seqs
                 gen_s += time.perf_counter() - t
@@ -352,12 +358,11 @@ def phase_marisa(args) -> None:
     t0 = time.perf_counter()
     trie.save(args.marisa)
     save_s = time.perf_counter() - t0
-    # Samples were filled in sequence-length order; shuffle them so a time budget cuts a fair subset.
-    np.savez(args.samples_file, **{f"d{d}": s[rng.permutation(s.shape[0])] for d, s in samples.items()})
+    np.savez(args.samples_file, **samples)
     print(json.dumps({"keys": len(trie), "sequences": len(tree), "setup_s": setup_s, "keygen_s": gen_s,
                       "build_s": build_s, "save_s": save_s, "bytes": os.path.getsize(args.marisa),
                       "rss_before_build": rss_before, "hwm_after_build": hwm,
-                      "mean_len": float(depth.mean()), "max_len": int(depth.max())}))
+                      "mean_len": float(lengths.mean()), "max_len": int(lengths.max())}))
 
 
 # ----------------------------------------------------------------------------- phase: lookups
@@ -390,24 +395,13 @@ def phase_lookup(args) -> None:
     tree = PrefixTree.load(args.trie)
     ref = ReferenceTrie(args.marisa, args.max_token_id)
     data = np.load(args.samples_file)
-    # Sequences below a node = terminal bits in its descendants, which are one range per level.
-    n_nodes = tree.num_nodes
-    offsets = np.asarray(tree.offsets, dtype=np.int64)
-    term_cum = np.zeros(n_nodes + 1, dtype=np.int64)
-    np.cumsum(np.unpackbits(np.asarray(tree.terminal), bitorder="little")[:n_nodes], out=term_cum[1:])
     results = []
     for d in args.depths:
         prefixes = data[f"d{d}"]
+        below = data[f"below{d}"]
         plist = prefixes.tolist()
         nodes = np.array([tree.node(p) for p in plist], dtype=np.int64)
         assert (nodes > 0).all(), "a sampled prefix is not in the tree"
-        a, b, below = nodes.copy(), nodes + 1, np.zeros(nodes.size, dtype=np.int64)
-        while True:
-            below += term_cum[b] - term_cum[a]
-            a, b = offsets[a] + 1, offsets[b] + 1  # descendants one level down: one range
-            if (a >= b).all():
-                break
-            b = np.maximum(a, b)
 
         # (a) the reference, until the time budget runs out
         ref_sets, t_ref = [], 0.0
@@ -430,7 +424,7 @@ def phase_lookup(args) -> None:
         same_py = sum(set(o) == r for o, r in zip(ours, ref_sets))
         # (c) batched, states at depth d - 1 carried from the previous step (as in the beam search):
         # (c1) one advance along the last token + child_ranges: each hypothesis's allowed tokens are
-        #      the slice tokens[start:start + count];
+        #      those of edges start .. start + count - 1 (tree.edge_tokens);
         # (c2) as PrefixTreeSearch.step's sparse mode: also the padded N x K candidate matrix of the
         #      distinct nodes (K = the widest fan-out in the batch).
         pt = torch.from_numpy(prefixes)
@@ -464,9 +458,8 @@ def phase_lookup(args) -> None:
                 if rep:
                     best = min(best, time.perf_counter() - t)
             timings[name] = (best, result)
-        tokens = np.asarray(tree.tokens)
         rows = [(a, c) for start, count in timings["c1"][1] for a, c in zip(start.tolist(), count.tolist())]
-        same_c1 = sum(set(tokens[a: a + c].tolist()) == r for (a, c), r in zip(rows, ref_sets))
+        same_c1 = sum(set(tree.edge_tokens(torch.arange(a, a + c)).tolist()) == r for (a, c), r in zip(rows, ref_sets))
         got = [set(tok[w][valid[w]].tolist()) for tok, valid, which in timings["c2"][1] for w in which.tolist()]
         same_c2 = sum(g == r for g, r in zip(got, ref_sets))
         fanout = np.array([len(r) for r in ref_sets])
@@ -662,12 +655,14 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         # ------------------------------------------------------------------ report
         sys.path.insert(0, ROOT)
-        from genre_fairseq.prefix_tree import PrefixTree
+        from genre_fairseq.prefix_tree import FORMAT_VERSION, PrefixTree
 
         tree = PrefixTree.load(trie_path)
-        n_seq, n_nodes = len(tree), tree.num_nodes
+        n_seq, n_nodes, n_edges = len(tree), tree.num_nodes, tree.num_edges
         trie_file, trie_arrays = os.path.getsize(trie_path), tree.nbytes()
-        widths = f"offsets {tree.offsets.dtype.itemsize} B, tokens {tree.tokens.dtype.itemsize} B"
+        bits = tree.bit_widths
+        widths = (f"format version {FORMAT_VERSION}: minimal automaton of {n_nodes:,} nodes, {n_edges:,} edges; "
+                  f"bits per token {bits['tokens']}, target {bits['targets']}, offset {bits['offsets']}")
         del tree
         names_file = os.path.getsize(names_path)
         marisa_file = mar_stats["bytes"]
@@ -732,7 +727,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                  "with both start/end tokens)\n")
         L.append("| structure | bytes | bytes/name | vs marisa |")
         L.append("| --- | ---: | ---: | ---: |")
-        L.append(f"| tree file `kb.trie` ({n_nodes:,} nodes, {widths}) | {trie_file:,} | {trie_file / n_seq:.1f} | "
+        L.append(f"| tree file `kb.trie` ({widths}) | {trie_file:,} | {trie_file / n_seq:.1f} | "
                  f"{ratio:.2f}x |")
         L.append(f"| tree arrays (`nbytes()`) | {trie_arrays:,} | {trie_arrays / n_seq:.1f} | {trie_arrays / marisa_file:.2f}x |")
         L.append(f"| marisa trie of the same sequences (reference format, saved) | {marisa_file:,} | "
@@ -750,7 +745,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                  "*allowed()*: `PrefixTree.allowed(prefix)` from the root, one call per prefix, in Python. "
                  f"*Batched*: hypotheses in batches of {args.batch} whose parent state is carried from the previous "
                  "step, as in the beam search: one `advance` along the last token + `child_ranges` (the allowed "
-                 "tokens of each hypothesis are then the slice `tokens[start:start + count]`); *+ candidates*: "
+                 "tokens of each hypothesis are then those of edges `start .. start + count - 1`); *+ candidates*: "
                  "also the padded matrix of the distinct nodes' children that `PrefixTreeSearch.step` (sparse "
                  "mode) builds, K = the widest fan-out in the batch. Times per lookup (per hypothesis), ours best "
                  f"of {args.reps}. *Below* = sequences under the prefix (what the reference enumerates). "
@@ -782,6 +777,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                  f"**{'PASS' if ok['c2'] else 'FAIL'}**, single `allowed()` calls in Python "
                  f"**{'PASS' if ok['py'] else 'FAIL'}**; same sets everywhere: "
                  f"**{'yes' if all_same else 'NO'}**.")
+        L.append("")
+        L.append("Format (docs/prefix_tree.md): the file holds the minimal automaton of the sequence set (trie nodes "
+                 "with equal continuations merged, so shared endings such as ` >> lang` + EOS are stored once), "
+                 "bit-packed at the smallest widths; a state is 0 (root) or edge + 1. How much the merging saves "
+                 "depends on how often names share endings: this KB is synthetic (Zipf-distributed words and "
+                 "disambiguators), a real Wikipedia/Wikidata KB has not been measured here.")
         text = "\n".join(L)
         print()
         print(text)

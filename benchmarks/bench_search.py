@@ -134,8 +134,9 @@ def bench_step(args, lines):
 
     lines.append(f"### Constraint stage of one step ({args.sequences:,} sequences, vocab {vocab:,}, batch {bsz} x beam {beam})\n")
     lines.append(f"Tree: built in {t_build:.1f} s (from Python lists; generating them took {t_gen:.1f} s), "
-                 f"{tree.num_nodes:,} nodes, file {file_bytes:,} bytes = {file_bytes / tree.num_nodes:.2f} bytes/node "
-                 f"({file_bytes / len(tree):.1f} bytes/sequence), widths offsets {tree.offsets.dtype.itemsize} B / tokens {tree.tokens.dtype.itemsize} B; "
+                 f"{tree.num_nodes:,} automaton nodes / {tree.num_edges:,} edges, file {file_bytes:,} bytes "
+                 f"({file_bytes / len(tree):.1f} bytes/sequence), bit widths "
+                 + ", ".join(f"{k} {v}" for k, v in tree.bit_widths.items()) + "; "
                  f"load (memory map) {t_load * 1e3:.2f} ms. The nested-dict trie took {t_dict:.1f} s to build.\n")
     lines.append(f"Times are the best of {args.reps} repetitions, in ms per step. At step 0 fairseq extends only the first "
                  "beam of each sentence (the root's fan-out); *carried* = states kept from the previous step (the normal "

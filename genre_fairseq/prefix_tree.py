@@ -1,41 +1,40 @@
 """The compiled prefix tree (trie) of valid identifiers: its file format, builder, and lookups.
 
-Layout
-------
-Nodes are numbered breadth-first; the root is node 0. Children of a node are sorted by
-token, and because numbering is breadth-first, the children of node ``n`` are the
-consecutive nodes ``offsets[n] + 1 .. offsets[n + 1]``. So the tree is three flat arrays:
+What is stored
+--------------
+Decoding only asks "which tokens may follow this prefix" and "is this a whole sequence", so
+the file holds the *minimal* automaton of the sequence set (a DAWG): the trie with every two
+nodes that have the same continuations (same terminal flag, same tokens leading to the same
+nodes) merged into one. Names that end alike (`` >> en`` + EOS, a shared surname, ``(film)``)
+then share their ending. Membership, allowed sets, iteration and the number of sequences are
+those of the trie, exactly (see docs/prefix_tree.md).
 
-- ``offsets``  (num_nodes + 1): CSR offsets; edge ``e`` leads to node ``e + 1``.
-- ``tokens``   (num_nodes - 1): the token of edge ``e`` (the token that enters node ``e + 1``),
-  sorted within each node's range.
-- ``terminal`` (ceil(num_nodes / 8) bytes): bit ``n`` is set when a sequence ends at node ``n``.
-
-"Which tokens may follow node n" is a slice of ``tokens``; "which node does token t lead
-to" is a binary search in that slice. Each array uses the smallest unsigned width that fits.
-
-File format (little-endian)
----------------------------
-::
-
-    magic      8 bytes   b"GENRETRI"
-    version    uint32    FORMAT_VERSION
-    meta_len   uint32    length of the JSON metadata that follows
-    meta       meta_len bytes of UTF-8 JSON: counts, dtypes, dictionary fingerprint,
-               start token, identifier format, the fingerprint of the name table that
-               maps identifiers to entities (or null), CRC32 of the array sections
-    padding    to a multiple of 8 bytes
-    offsets | tokens | terminal   each padded to a multiple of 8 bytes
-
-``load`` memory-maps the arrays, so opening a tree costs milliseconds whatever its size.
+Nodes are numbered in three groups so that most need no offset: the ``n1`` nodes with one
+outgoing edge come first and node ``v < n1`` owns edge ``v``; the ``n2`` nodes with two or
+more edges follow, their edges in blocks after the first ``n1``, located by ``offsets``; the
+nodes without edges come last. Per edge, ``tokens`` holds the token's rank among the distinct
+tokens of the tree (``token_map`` maps ranks back to ids, so a rank order is a token order) and
+``targets`` the node the edge leads to. Edges of a node are sorted by token, so "which node does
+token t lead to" is a binary search. Every array is bit-packed at the smallest width that
+fits (``terminal`` is one bit per node).
 
 Decoding state
 --------------
-A hypothesis's state is one integer: its node, or ``-1`` once it has left the tree. The
-tensor methods (:meth:`PrefixTree.child_ranges`, :meth:`~PrefixTree.advance`,
-:meth:`~PrefixTree.walk`, :meth:`~PrefixTree.candidates`, :meth:`~PrefixTree.allowed_mask`)
-take and return ``torch.LongTensor`` on any device. On CPU they read the memory-mapped
-arrays directly; on another device the arrays are copied there once and cached.
+A hypothesis's state is one integer: ``0`` at the root, ``e + 1`` after taking edge ``e``,
+or ``-1`` once it has left the tree. An edge, unlike a merged node, has one token entering it,
+so :meth:`PrefixTree.incoming_tokens` stays well defined. The tensor methods
+(:meth:`~PrefixTree.child_ranges`, :meth:`~PrefixTree.advance`, :meth:`~PrefixTree.walk`,
+:meth:`~PrefixTree.candidates`, :meth:`~PrefixTree.allowed_mask`) take and return
+``torch.LongTensor`` on any device. On CPU they read the memory-mapped arrays directly; on another
+device the packed words are copied there once and cached.
+
+File format
+-----------
+Little-endian: magic ``b"GENRETRI"``, ``uint32`` version (2), ``uint32`` length of a JSON
+header (counts, bit widths, fingerprints, start token, identifier format, CRC32 of the
+sections), padding to 8 bytes, then the sections ``token_map | tokens | targets | offsets |
+terminal``, each ``uint32`` words padded to 8 bytes. ``load`` memory-maps the sections.
+docs/prefix_tree.md gives the details.
 """
 
 from __future__ import annotations
@@ -56,11 +55,15 @@ from .identifiers import FORMATS as IDENTIFIER_FORMATS
 if TYPE_CHECKING:  # pragma: no cover
     from fairseq.data import Dictionary
 
+__all__ = ["PrefixTree", "dictionary_fingerprint", "MAGIC", "FORMAT_VERSION", "IDENTIFIER_FORMATS"]
+
 MAGIC = b"GENRETRI"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PREFIX = struct.Struct("<8sII")  # magic, version, meta_len
 _ALIGN = 8
-
+#: Sections of the file, in order.
+_SECTIONS = ("token_map", "tokens", "targets", "offsets", "terminal")
+_U64 = np.uint64
 
 
 def dictionary_fingerprint(dictionary: "Dictionary") -> str:
@@ -72,25 +75,99 @@ def dictionary_fingerprint(dictionary: "Dictionary") -> str:
     return digest.hexdigest()
 
 
-def _smallest_uint(max_value: int) -> np.dtype:
-    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
-        if max_value <= np.iinfo(dtype).max:
-            return np.dtype(dtype).newbyteorder("<")
-    raise ValueError(f"value {max_value} does not fit in 64 bits")
-
-
 def _pad_len(n: int) -> int:
     return (-n) % _ALIGN
 
 
+def _bits_for(max_value: int) -> int:
+    """Bits needed to store 0..max_value (at least 1)."""
+    return max(int(max_value).bit_length(), 1)
+
+
+# ---------------------------------------------------------------------------- bit-packed arrays
+class _Packed:
+    """``n`` unsigned integers of ``bits`` (1..32) bits each, packed little-endian into uint32 words.
+
+    Value ``i`` occupies bits ``i * bits .. (i + 1) * bits - 1`` of the word stream. Reads load
+    the 8 bytes that start at the value's first byte (an overlapping int64 view: one gather per
+    value), so two spare words at the end keep every read inside the array.
+    """
+
+    __slots__ = ("words", "n", "bits", "mask", "_bytes8")
+    #: Values packed per step (bounds the temporary memory); a multiple of 32, so steps start on a word.
+    CHUNK = 1 << 22
+
+    def __init__(self, words: np.ndarray, n: int, bits: int):
+        self.words, self.n, self.bits = words, int(n), int(bits)
+        self.mask = (1 << self.bits) - 1
+        raw = np.asarray(words).view(np.uint8)  # a plain ndarray: memmap's indexing hooks cost time
+        self._bytes8 = np.ndarray(shape=(raw.size - 7,), dtype="<i8", buffer=raw, strides=(1,))
+
+    @staticmethod
+    def num_words(n: int, bits: int) -> int:
+        return (max(n, 1) * bits + 31) // 32 + 2
+
+    @classmethod
+    def pack(cls, values: np.ndarray, bits: Optional[int] = None) -> "_Packed":
+        values = np.asarray(values)
+        n = values.size
+        if bits is None:
+            bits = _bits_for(int(values.max()) if n else 0)
+        if not 1 <= bits <= 32:
+            raise ValueError(f"cannot pack values of {bits} bits")
+        words = np.zeros(cls.num_words(n, bits), dtype="<u4")
+        step = cls.CHUNK
+        for a in range(0, n, step):
+            v = values[a: a + step].astype(_U64)
+            pos = np.arange(a, a + v.size, dtype=np.int64) * bits
+            word = pos >> 5
+            shift = (pos & 31).astype(_U64)
+            low = ((v << shift) & _U64(0xFFFFFFFF)).astype(np.float64)  # exact: < 2**32
+            high = (v >> (_U64(32) - shift)).astype(np.float64)
+            high[shift == 0] = 0  # a shift by 32 is not defined for every backend
+            first = int(word[0])
+            # Fields never share bits, so summing their contributions to each word is an OR.
+            span = int(word[-1]) - first + 2
+            acc = np.bincount(word - first, weights=low, minlength=span)
+            acc += np.bincount(word - first + 1, weights=high, minlength=span)
+            words[first: first + span] |= acc.astype(np.uint32)
+        return cls(words, n, bits)
+
+    def get(self, index: np.ndarray) -> np.ndarray:
+        """Values at ``index`` (any integer array), as int64."""
+        pos = np.asarray(index, dtype=np.int64) * self.bits
+        # bits + 7 <= 39 bits are used: the sign of the int64 load never reaches them.
+        return (self._bytes8[pos >> 3] >> (pos & 7)) & self.mask
+
+    def get1(self, i: int) -> int:
+        pos = i * self.bits
+        return (int(self._bytes8[pos >> 3]) >> (pos & 7)) & self.mask
+
+    def range(self, lo: int, hi: int) -> np.ndarray:
+        return self.get(np.arange(lo, hi, dtype=np.int64))
+
+    def all(self) -> np.ndarray:
+        return self.range(0, self.n)
+
+
+def _torch_get(words: torch.Tensor, bits: int, index: torch.Tensor) -> torch.Tensor:
+    """:meth:`_Packed.get` on int64 tensors of the words (no uint64 in torch: no shift overflows)."""
+    pos = index * bits
+    word = pos >> 5
+    shift = pos & 31
+    lo, hi = words[word], words[word + 1]
+    high = (hi & ((torch.ones_like(shift) << shift) - 1)) << (32 - shift)
+    return ((lo >> shift) | high) & ((1 << bits) - 1)
+
+
+# ---------------------------------------------------------------------------- the tree
 class PrefixTree:
-    """A compiled, immutable prefix tree of integer token sequences."""
+    """A compiled, immutable set of integer token sequences, searched as a prefix tree."""
 
     def __init__(
         self,
-        offsets: np.ndarray,
-        tokens: np.ndarray,
-        terminal: np.ndarray,
+        arrays: Dict[str, _Packed],
+        layout: Dict[str, int],
         num_sequences: int,
         *,
         dictionary_fingerprint: Optional[str] = None,
@@ -98,25 +175,34 @@ class PrefixTree:
         identifier_format: Optional[str] = None,
         name_table_fingerprint: Optional[str] = None,
         path: Optional[str] = None,
-        max_token: Optional[int] = None,
     ):
-        self.offsets = offsets
-        self.tokens = tokens
-        self.terminal = terminal
+        self._arrays = arrays
         self.num_sequences = int(num_sequences)
-        self.num_nodes = int(len(offsets) - 1)
+        #: Nodes of the minimal automaton (fewer than the trie's: equal subtrees are stored once).
+        self.num_nodes = int(layout["num_nodes"])
+        #: Edges of the automaton; states are 0 (root) .. num_edges.
+        self.num_edges = int(layout["num_edges"])
+        self._n1 = int(layout["single"])
+        self._n2 = int(layout["multi"])
+        self._root = int(layout["root"])
         self.dictionary_fingerprint = dictionary_fingerprint
         self.start_token = None if start_token is None else int(start_token)
         self.identifier_format = identifier_format
         # Fingerprint of the name table that maps this tree's identifiers to entities (if known).
         self.name_table_fingerprint = name_table_fingerprint
         self.path = path
-        # Read from the header when loading: tokens.max() would read the whole array.
-        self.max_token = int(max_token) if max_token is not None else (int(tokens.max()) if len(tokens) else -1)
-        self._device_arrays: Dict[torch.device, Tuple[torch.Tensor, torch.Tensor]] = {}
-        # Off the CPU the arrays are copied to the device as int64 tensors; tests set this to
-        # run that same code path on the CPU.
+        # The distinct tokens are few (at most the vocabulary): decoded once, kept in memory.
+        self._token_map = arrays["token_map"].all()
+        self.max_token = int(self._token_map[-1]) if self.num_edges else -1
+        self._device_arrays: Dict[torch.device, Dict[str, torch.Tensor]] = {}
+        # Off the CPU the packed words are copied to the device as int64 tensors; tests set this
+        # to run that same code path on the CPU.
         self._torch_arrays_on_cpu = False
+
+    @property
+    def bit_widths(self) -> Dict[str, int]:
+        """Bits per stored value of each array (token ranks, edge targets, offsets, token ids)."""
+        return {name: self._arrays[name].bits for name in ("tokens", "targets", "offsets", "token_map")}
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -170,6 +256,8 @@ class PrefixTree:
             raise ValueError(f"lengths must be >= 0 and sum to len(flat) = {flat.size}")
         if flat.size and int(flat.min()) < 0:
             raise ValueError(f"token ids must be >= 0, got {int(flat.min())}")
+        if flat.size and int(flat.max()) >= 1 << 32:
+            raise ValueError(f"token ids must be < 2**32, got {int(flat.max())}")
         if start_token is not None and lengths.size:
             starts = np.cumsum(lengths) - lengths
             bad = np.flatnonzero((lengths == 0) | (flat[np.minimum(starts, max(flat.size - 1, 0))] != start_token))
@@ -177,11 +265,10 @@ class PrefixTree:
                 i = int(bad[0])
                 seq = flat[starts[i]: starts[i] + min(int(lengths[i]), 8)].tolist()
                 raise ValueError(f"sequence {i} does not begin with the start token {start_token}: {seq}")
-        offsets, tokens, terminal, count = _build_arrays(flat, lengths)
+        arrays, layout, count = _build(flat, lengths)
         return cls(
-            offsets,
-            tokens,
-            terminal,
+            arrays,
+            layout,
             count,
             dictionary_fingerprint=dictionary_fingerprint,
             start_token=start_token,
@@ -193,9 +280,12 @@ class PrefixTree:
     def _meta(self) -> dict:
         return {
             "num_nodes": self.num_nodes,
+            "num_edges": self.num_edges,
+            "single": self._n1,
+            "multi": self._n2,
+            "root": self._root,
             "num_sequences": self.num_sequences,
-            "offsets_dtype": self.offsets.dtype.str,
-            "tokens_dtype": self.tokens.dtype.str,
+            "sections": {name: [self._arrays[name].n, self._arrays[name].bits] for name in _SECTIONS},
             "dictionary_fingerprint": self.dictionary_fingerprint,
             "start_token": self.start_token,
             "identifier_format": self.identifier_format,
@@ -205,26 +295,26 @@ class PrefixTree:
 
     def save(self, path: str) -> None:
         """Write the tree to ``path`` (atomically: a temporary file is renamed into place)."""
-        arrays = [np.ascontiguousarray(a) for a in (self.offsets, self.tokens, self.terminal)]
+        words = [np.ascontiguousarray(self._arrays[name].words, dtype="<u4") for name in _SECTIONS]
         crc = 0
-        for a in arrays:
-            crc = zlib.crc32(memoryview(a).cast("B"), crc)
+        for w in words:
+            crc = zlib.crc32(memoryview(w).cast("B"), crc)
         meta = self._meta()
-        meta["arrays_crc32"] = crc
+        meta["sections_crc32"] = crc
         blob = json.dumps(meta, sort_keys=True).encode("utf-8")
         tmp = f"{path}.tmp{os.getpid()}"
         with open(tmp, "wb") as f:
             head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob
             f.write(head + b"\0" * _pad_len(len(head)))
-            for a in arrays:
-                f.write(memoryview(a).cast("B"))
-                f.write(b"\0" * _pad_len(a.nbytes))
+            for w in words:
+                f.write(memoryview(w).cast("B"))
+                f.write(b"\0" * _pad_len(w.nbytes))
         os.replace(tmp, path)
         self.path = path
 
     @classmethod
     def load(cls, path: str, *, verify: bool = False) -> "PrefixTree":
-        """Memory-map a tree saved by :meth:`save`; ``verify`` also checks the arrays' CRC32."""
+        """Memory-map a tree saved by :meth:`save`; ``verify`` also checks checksums and structure."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"prefix tree file not found: {path}")
         size = os.path.getsize(path)
@@ -235,6 +325,12 @@ class PrefixTree:
             magic, version, meta_len = _PREFIX.unpack(prefix)
             if magic != MAGIC:
                 raise ValueError(f"{path}: not a prefix tree file (bad magic {magic!r})")
+            if version == 1:
+                raise ValueError(
+                    f"{path}: prefix tree format version 1 is no longer read (this code reads version "
+                    f"{FORMAT_VERSION}, about 6x smaller); rebuild the tree with `genre-trie build` or "
+                    "`genre-trie convert`"
+                )
             if version != FORMAT_VERSION:
                 raise ValueError(
                     f"{path}: unsupported prefix tree format version {version} (this code reads {FORMAT_VERSION})"
@@ -244,163 +340,240 @@ class PrefixTree:
             raise ValueError(f"{path}: truncated prefix tree file (header cut short)")
         try:
             meta = json.loads(blob.decode("utf-8"))
-            num_nodes = int(meta["num_nodes"])
-            offsets_dtype = np.dtype(meta["offsets_dtype"])
-            tokens_dtype = np.dtype(meta["tokens_dtype"])
-        except (ValueError, KeyError, TypeError) as e:
+            layout = {k: int(meta[k]) for k in ("num_nodes", "num_edges", "single", "multi", "root")}
+            sections = [(name, int(meta["sections"][name][0]), int(meta["sections"][name][1])) for name in _SECTIONS]
+            if any(not 1 <= bits <= 32 or n < 0 for _, n, bits in sections):
+                raise ValueError("bad section widths")
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
             raise ValueError(f"{path}: corrupt prefix tree header ({e})") from None
         pos = _PREFIX.size + meta_len
         pos += _pad_len(pos)
-        layout = [
-            (offsets_dtype, num_nodes + 1),
-            (tokens_dtype, max(num_nodes - 1, 0)),
-            (np.dtype(np.uint8), (num_nodes + 7) // 8),
-        ]
-        expected = pos + sum(dt.itemsize * n + _pad_len(dt.itemsize * n) for dt, n in layout)
+        expected = pos + sum(4 * _Packed.num_words(n, bits) + _pad_len(4 * _Packed.num_words(n, bits))
+                             for _, n, bits in sections)
         if size < expected:
             raise ValueError(f"{path}: truncated prefix tree file ({size} bytes, header says {expected})")
         if size > expected:
             raise ValueError(f"{path}: corrupt prefix tree file ({size} bytes, header says {expected})")
-        arrays = []
-        for dtype, n in layout:
-            arrays.append(np.memmap(path, dtype=dtype, mode="r", offset=pos, shape=(n,)) if n else np.zeros(0, dtype))
-            pos += dtype.itemsize * n + _pad_len(dtype.itemsize * n)
-        offsets, tokens, terminal = arrays
+        arrays: Dict[str, _Packed] = {}
+        for name, n, bits in sections:
+            nw = _Packed.num_words(n, bits)
+            arrays[name] = _Packed(np.memmap(path, dtype="<u4", mode="r", offset=pos, shape=(nw,)), n, bits)
+            pos += 4 * nw + _pad_len(4 * nw)
         if verify:
             crc = 0
-            for a in arrays:
-                crc = zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"), crc)
-            if crc != meta.get("arrays_crc32"):
+            for name in _SECTIONS:
+                crc = zlib.crc32(memoryview(np.ascontiguousarray(arrays[name].words)).cast("B"), crc)
+            if crc != meta.get("sections_crc32"):
                 raise ValueError(f"{path}: corrupt prefix tree file (checksum mismatch)")
-            actual = int(tokens.max()) if len(tokens) else -1
-            if meta.get("max_token") is not None and int(meta["max_token"]) != actual:
-                raise ValueError(f"{path}: corrupt prefix tree header (max_token {meta['max_token']}, tokens say {actual})")
-        if num_nodes < 1 or int(offsets[0]) != 0 or int(offsets[-1]) != num_nodes - 1:
-            raise ValueError(f"{path}: corrupt prefix tree file (offsets do not span the tree)")
-        return cls(
-            offsets,
-            tokens,
-            terminal,
+        problem = _layout_problem(arrays, layout, deep=verify)
+        if problem:
+            raise ValueError(f"{path}: corrupt prefix tree file ({problem})")
+        tree = cls(
+            arrays,
+            layout,
             meta.get("num_sequences", 0),
             dictionary_fingerprint=meta.get("dictionary_fingerprint"),
             start_token=meta.get("start_token"),
             identifier_format=meta.get("identifier_format"),
             name_table_fingerprint=meta.get("name_table_fingerprint"),
             path=path,
-            max_token=meta.get("max_token"),
         )
+        if meta.get("max_token") is not None and int(meta["max_token"]) != tree.max_token:
+            raise ValueError(
+                f"{path}: corrupt prefix tree header (max_token {meta['max_token']}, tokens say {tree.max_token})"
+            )
+        return tree
 
     def nbytes(self) -> int:
-        """Bytes of the three arrays (the file adds a header of a few hundred bytes)."""
-        return int(self.offsets.nbytes + self.tokens.nbytes + self.terminal.nbytes)
+        """Bytes of the packed arrays (the file adds a header of a few hundred bytes)."""
+        return int(sum(a.words.nbytes for a in self._arrays.values()))
 
     # ------------------------------------------------------------------ Python lookups
-    def _is_terminal(self, node: int) -> bool:
-        return bool((int(self.terminal[node >> 3]) >> (node & 7)) & 1)
+    def _node_of(self, state: int) -> int:
+        return self._root if state == 0 else self._arrays["targets"].get1(state - 1)
 
-    def _child(self, node: int, token: int) -> int:
-        lo, hi = int(self.offsets[node]), int(self.offsets[node + 1])
-        if lo == hi or token < 0 or token > self.max_token:
+    def _block(self, node: int) -> Tuple[int, int]:
+        if node < self._n1:
+            return node, 1
+        j = node - self._n1
+        if j < self._n2:
+            off = self._arrays["offsets"]
+            lo = off.get1(j)
+            return self._n1 + lo, off.get1(j + 1) - lo
+        return 0, 0
+
+    def _is_terminal(self, node: int) -> bool:
+        return bool(self._arrays["terminal"].get1(node))
+
+    def _rank(self, token: int) -> int:
+        i = int(np.searchsorted(self._token_map, token))
+        return i if i < self._token_map.size and int(self._token_map[i]) == token else -1
+
+    def _step(self, state: int, token: int) -> int:
+        start, count = self._block(self._node_of(state))
+        rank = self._rank(token) if count else -1
+        if rank < 0:
             return -1
-        i = lo + int(np.searchsorted(self.tokens[lo:hi], token))
-        if i < hi and int(self.tokens[i]) == token:
-            return i + 1
-        return -1
+        toks = self._arrays["tokens"]
+        lo, hi = start, start + count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if toks.get1(mid) < rank:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo + 1 if lo < start + count and toks.get1(lo) == rank else -1
 
     def node(self, prefix: Sequence[int]) -> int:
-        """The node reached by ``prefix`` from the root, or -1 when ``prefix`` leaves the tree."""
-        node = 0
+        """The state reached by ``prefix`` from the root (0 for ``[]``), or -1 when ``prefix`` leaves the tree."""
+        state = 0
         for token in prefix:
-            node = self._child(node, int(token))
-            if node < 0:
+            state = self._step(state, int(token))
+            if state < 0:
                 return -1
-        return node
+        return state
+
+    def _children(self, state: int) -> Tuple[np.ndarray, int]:
+        """Token ids allowed after ``state`` and the edge of the first (edge + 1 is the next state)."""
+        start, count = self._block(self._node_of(state))
+        return self._token_map[self._arrays["tokens"].range(start, start + count)], start
 
     def allowed(self, prefix: Sequence[int]) -> List[int]:
         """Sorted tokens that may follow ``prefix``; [] when ``prefix`` is not in the tree."""
-        node = self.node(prefix)
-        if node < 0:
+        state = self.node(prefix)
+        if state < 0:
             return []
-        return self.tokens[int(self.offsets[node]) : int(self.offsets[node + 1])].tolist()
+        return self._children(state)[0].tolist()
 
     def __len__(self) -> int:
         return self.num_sequences
 
     def __contains__(self, seq: object) -> bool:
         try:
-            node = self.node(seq)  # type: ignore[arg-type]
+            state = self.node(seq)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
             return False
-        return node >= 0 and self._is_terminal(node)
+        return state >= 0 and self._is_terminal(self._node_of(state))
 
     def __iter__(self) -> Iterator[Tuple[int, ...]]:
         """Every distinct sequence, in lexicographic order."""
+        if self.num_sequences == 0:
+            return
         stack: List[Tuple[int, Tuple[int, ...]]] = [(0, ())]
         while stack:
-            node, seq = stack.pop()
-            if self._is_terminal(node):
+            state, seq = stack.pop()
+            if self._is_terminal(self._node_of(state)):
                 yield seq
-            lo, hi = int(self.offsets[node]), int(self.offsets[node + 1])
-            children = self.tokens[lo:hi].tolist()
-            for i in range(hi - 1, lo - 1, -1):
-                stack.append((i + 1, seq + (children[i - lo],)))
+            tokens, first = self._children(state)
+            for i in range(tokens.size - 1, -1, -1):
+                stack.append((first + i + 1, seq + (int(tokens[i]),)))
+
+    def to_arrays(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Every distinct sequence, in lexicographic order, as ``(flat, lengths)`` (as ``from_arrays`` takes)."""
+        return _expand(self)
 
     def __repr__(self) -> str:
         return (
-            f"PrefixTree(sequences={self.num_sequences}, nodes={self.num_nodes}, "
+            f"PrefixTree(sequences={self.num_sequences}, nodes={self.num_nodes}, edges={self.num_edges}, "
             f"format={self.identifier_format!r}, path={self.path!r})"
         )
 
     # ------------------------------------------------------------------ tensor lookups
-    def _arrays_on(self, device: torch.device) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    def _on(self, device: torch.device) -> Optional[Dict[str, torch.Tensor]]:
+        """The arrays as int64 tensors on ``device``, or None to read the numpy arrays (CPU)."""
         if device.type == "cpu" and not self._torch_arrays_on_cpu:
-            return None  # read the (memory-mapped) numpy arrays directly
+            return None
         if device not in self._device_arrays:
-            self._device_arrays[device] = (
-                torch.from_numpy(self.offsets.astype(np.int64)).to(device),
-                torch.from_numpy(self.tokens.astype(np.int64)).to(device),
-            )
+            on = {name: torch.from_numpy(np.asarray(a.words, dtype=np.int64)).to(device)
+                  for name, a in self._arrays.items() if name != "token_map"}
+            on["token_map"] = torch.from_numpy(self._token_map.astype(np.int64)).to(device)
+            self._device_arrays[device] = on
         return self._device_arrays[device]
 
-    def _take(self, which: int, index: torch.Tensor) -> torch.Tensor:
-        """``offsets[index]`` (which=0) or ``tokens[index]`` (which=1) as a LongTensor on index's device."""
-        on_device = self._arrays_on(index.device)
-        if on_device is not None:
-            return on_device[which][index]
-        source = self.offsets if which == 0 else self.tokens
-        return torch.from_numpy(source[index.numpy()].astype(np.int64))
+    def _read(self, name: str, index: torch.Tensor) -> torch.Tensor:
+        """Values of packed array ``name`` at ``index`` (in range), as a LongTensor on index's device."""
+        on = self._on(index.device)
+        if on is not None:
+            return _torch_get(on[name], self._arrays[name].bits, index)
+        return torch.from_numpy(self._arrays[name].get(index.numpy()))
+
+    def _token_ids(self, ranks: torch.Tensor) -> torch.Tensor:
+        on = self._on(ranks.device)
+        if on is not None:
+            return on["token_map"][ranks]
+        return torch.from_numpy(self._token_map[ranks.numpy()].astype(np.int64))
+
+    def _ranks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Rank of each token id among the tree's tokens, or -1 for tokens the tree does not hold."""
+        on = self._on(tokens.device)
+        if on is not None:
+            tmap = on["token_map"]
+            i = torch.searchsorted(tmap, tokens.contiguous()).clamp(max=max(tmap.numel() - 1, 0))
+            hit = tmap[i] == tokens if tmap.numel() else torch.zeros_like(tokens, dtype=torch.bool)
+            return torch.where(hit, i, torch.full_like(i, -1))
+        t = tokens.numpy()
+        i = np.minimum(np.searchsorted(self._token_map, t), max(self._token_map.size - 1, 0))
+        hit = (self._token_map[i] == t) if self._token_map.size else np.zeros(t.shape, bool)
+        return torch.from_numpy(np.where(hit, i, -1).astype(np.int64))
+
+    def _nodes(self, states: torch.Tensor) -> torch.Tensor:
+        """Node of each state >= 0."""
+        if self.num_edges == 0:
+            return torch.full_like(states, self._root)
+        tgt = self._read("targets", (states - 1).clamp(min=0))
+        return torch.where(states > 0, tgt, torch.full_like(tgt, self._root))
 
     def child_ranges(self, states: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """First edge and number of children of each state; states < 0 get (0, 0)."""
+        """First edge and number of allowed tokens of each state; states < 0 get (0, 0).
+
+        Edges ``start .. start + count - 1`` lead to states ``start + 1 .. start + count``;
+        :meth:`edge_tokens` gives their tokens.
+        """
         valid = states >= 0
-        s = states.clamp(min=0)
-        start = self._take(0, s)
-        count = self._take(0, s + 1) - start
+        nodes = self._nodes(states.clamp(min=0))
+        n1, n2 = self._n1, self._n2
+        single = nodes < n1
+        start = torch.where(single, nodes, torch.zeros_like(nodes))
+        count = single.long()
+        if n2:
+            j = nodes - n1
+            multi = (j >= 0) & (j < n2)
+            jj = j.clamp(0, n2 - 1)
+            lo, hi = self._read("offsets", torch.stack([jj, jj + 1])).unbind(0)
+            start = torch.where(multi, n1 + lo, start)
+            count = torch.where(multi, hi - lo, count)
         zero = torch.zeros_like(start)
         return torch.where(valid, start, zero), torch.where(valid, count, zero)
+
+    def edge_tokens(self, edges: torch.Tensor) -> torch.Tensor:
+        """The token of each edge (edges as given by :meth:`child_ranges`, in range)."""
+        return self._token_ids(self._read("tokens", edges))
 
     def incoming_tokens(self, states: torch.Tensor) -> torch.Tensor:
         """The token that enters each state (-1 for the root and for states < 0)."""
         inside = states > 0
-        tok = self._take(1, (states - 1).clamp(min=0)) if self.num_nodes > 1 else torch.zeros_like(states)
+        if self.num_edges == 0:
+            return torch.full_like(states, -1)
+        tok = self.edge_tokens((states - 1).clamp(min=0, max=self.num_edges - 1))
         return torch.where(inside, tok, torch.full_like(tok, -1))
 
     def advance(self, states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """The child of each state along each token, or -1 (vectorized binary search)."""
+        """The state after each token, or -1 (vectorized binary search)."""
         start, count = self.child_ranges(states)
+        if self.num_edges == 0:
+            return torch.full_like(states, -1)
+        rank = self._ranks(tokens)
+        count = torch.where(rank >= 0, count, torch.zeros_like(count))
         lo, hi = start.clone(), start + count
         steps = int(count.max().item()).bit_length() if count.numel() else 0
-        last = max(self.num_nodes - 2, 0)
+        last = self.num_edges - 1
         for _ in range(steps):
             active = lo < hi
             mid = (lo + hi) // 2
-            go_right = active & (self._take(1, mid.clamp(max=last)) < tokens)
+            go_right = active & (self._read("tokens", mid.clamp(max=last)) < rank)
             lo = torch.where(go_right, mid + 1, lo)
             hi = torch.where(active & ~go_right, mid, hi)
-        end = start + count
-        found = lo < end
-        if self.num_nodes > 1:
-            found &= self._take(1, lo.clamp(max=last)) == tokens
+        found = (lo < start + count) & (self._read("tokens", lo.clamp(max=last)) == rank)
         return torch.where(found, lo + 1, torch.full_like(lo, -1))
 
     def root_states(self, n: int, device: Optional[torch.device] = None) -> torch.Tensor:
@@ -420,7 +593,7 @@ class PrefixTree:
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Allowed tokens of each state, padded: ``(tokens, next_states, valid)``, each N x K.
 
-        K is the largest number of children among ``states`` (at least ``min_width``);
+        K is the largest number of allowed tokens among ``states`` (at least ``min_width``);
         padding has token 0, next state -1 and ``valid`` False.
         """
         start, count = self.child_ranges(states)
@@ -429,8 +602,8 @@ class PrefixTree:
         valid = cols.unsqueeze(0) < count.unsqueeze(1)
         edge = start.unsqueeze(1) + cols.unsqueeze(0)
         edge = torch.where(valid, edge, torch.zeros_like(edge))
-        if width and self.num_nodes > 1:
-            tok = self._take(1, edge.reshape(-1)).view_as(edge)
+        if width and self.num_edges:
+            tok = self.edge_tokens(edge.reshape(-1)).view_as(edge)
         else:
             tok = edge
         tok = tok.masked_fill(~valid, 0)
@@ -448,64 +621,303 @@ class PrefixTree:
         rows = torch.repeat_interleave(torch.arange(n, device=states.device), count)
         first = torch.cumsum(count, 0) - count
         within = torch.arange(total, device=states.device) - torch.repeat_interleave(first, count)
-        edges = torch.repeat_interleave(start, count) + within
-        toks = self._take(1, edges)
+        toks = self.edge_tokens(torch.repeat_interleave(start, count) + within)
         keep = toks < vocab_size
         mask[rows[keep], toks[keep]] = True
         return mask
 
 
-def _build_arrays(flat: np.ndarray, lengths: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Breadth-first CSR arrays of the distinct sequences given as flat tokens + lengths."""
-    # Level by level: the nodes at depth d + 1 are the distinct (node at depth d, token) pairs of the
-    # sequences longer than d. Sorting those pairs numbers the children of each parent in token
-    # order, parents in breadth-first order, so breadth-first numbering falls out of the sort.
-    # Memory is a few int64 arrays of one entry per live sequence, never a padded matrix.
-    lengths = np.asarray(lengths, dtype=np.int64)
+# ---------------------------------------------------------------------------- checks on load
+def _layout_problem(arrays: Dict[str, _Packed], layout: Dict[str, int], *, deep: bool) -> Optional[str]:
+    """What is inconsistent between the header's counts and the arrays, or None.
+
+    The cheap checks read a few values; ``deep`` reads every array (bounds of every target,
+    token rank and offset), so that a file passing it cannot make a lookup index out of range.
+    """
+    v, e, n1, n2, root = (layout[k] for k in ("num_nodes", "num_edges", "single", "multi", "root"))
+    ns = {name: a.n for name, a in arrays.items()}
+    if v < 1 or not 0 <= root < v or n1 < 0 or n2 < 0 or n1 + n2 > v:
+        return "node counts do not add up"
+    if ns["tokens"] != e or ns["targets"] != e or ns["offsets"] != n2 + 1 or ns["terminal"] != v:
+        return "array lengths do not match the node and edge counts"
+    if (ns["token_map"] == 0) != (e == 0):
+        return "token map does not match the edges"
+    off = arrays["offsets"]
+    if off.get1(0) != 0 or n1 + off.get1(n2) != e:
+        return "offsets do not span the edges"
+    if not deep:
+        return None
+    if e and int(arrays["targets"].all().max()) >= v:
+        return "an edge leads outside the tree"
+    if e and int(arrays["tokens"].all().max()) >= ns["token_map"]:
+        return "a token rank outside the token map"
+    offsets = off.all()
+    if (np.diff(offsets) < 2).any():
+        return "offsets do not give every multi-edge node two or more edges"
+    tmap = arrays["token_map"].all()
+    if (np.diff(tmap) <= 0).any():
+        return "token map is not strictly increasing"
+    return None
+
+
+# ---------------------------------------------------------------------------- building
+class _Grow:
+    """A numpy array that grows by appending (amortized doubling)."""
+
+    def __init__(self, dtype) -> None:
+        self.data = np.zeros(1024, dtype=dtype)
+        self.n = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.n + values.size
+        if need > self.data.size:
+            bigger = np.zeros(max(need, 2 * self.data.size), dtype=self.data.dtype)
+            bigger[: self.n] = self.data[: self.n]
+            self.data = bigger
+        self.data[self.n: need] = values
+        self.n = need
+
+    def view(self) -> np.ndarray:
+        return self.data[: self.n]
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: a bijection of uint64 that scatters every input bit."""
+    x = x ^ (x >> _U64(30))
+    x = x * _U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> _U64(27))
+    x = x * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+def _token_map(flat: np.ndarray) -> Tuple[np.ndarray, object]:
+    """The distinct tokens (sorted) and a function from token ids to their ranks."""
+    if flat.size == 0:
+        return np.zeros(0, np.int64), None
+    top = int(flat.max())
+    if top < 1 << 24:
+        present = np.bincount(flat, minlength=top + 1) > 0
+        lut = (np.cumsum(present) - 1).astype(np.int64)
+        return np.flatnonzero(present), lambda t: lut[t]
+    tmap = np.unique(flat)
+    return tmap, lambda t: np.searchsorted(tmap, t)
+
+
+def _build(flat: np.ndarray, lengths: np.ndarray) -> Tuple[Dict[str, _Packed], Dict[str, int], int]:
+    """The packed arrays of the minimal automaton of the distinct sequences in flat + lengths."""
+    tmap, rank_of = _token_map(flat)
+    levels, num_sequences = _trie_levels(flat, lengths, rank_of, max(tmap.size, 1))
+    counts, terminal, edge_start, edge_tok, edge_tgt, root = _minimize(levels)
+    del levels
+    # Node numbering: one-edge nodes first (node v owns edge v), then the rest with edges, then leaves.
+    n_classes = counts.size
+    group = np.where(counts == 1, 0, np.where(counts > 1, 1, 2))
+    order = np.argsort(group, kind="stable")
+    new_id = np.empty(n_classes, dtype=np.int64)
+    new_id[order] = np.arange(n_classes)
+    n1, n2 = int((group == 0).sum()), int((group == 1).sum())
+    ordered_counts = counts[order]
+    edge_from = np.repeat(edge_start[order], ordered_counts) + (
+        np.arange(int(ordered_counts.sum())) - np.repeat(np.cumsum(ordered_counts) - ordered_counts, ordered_counts)
+    )
+    tokens = edge_tok[edge_from]
+    targets = new_id[edge_tgt[edge_from]]
+    del edge_from, edge_tok, edge_tgt
+    offsets = np.zeros(n2 + 1, dtype=np.int64)
+    np.cumsum(ordered_counts[n1: n1 + n2], out=offsets[1:])
+    arrays = {
+        "token_map": _Packed.pack(tmap if tmap.size else np.zeros(0, np.int64)),
+        "tokens": _Packed.pack(tokens, _bits_for(max(tmap.size - 1, 0))),
+        "targets": _Packed.pack(targets, _bits_for(n_classes - 1)),
+        "offsets": _Packed.pack(offsets, _bits_for(int(offsets[-1]))),
+        "terminal": _Packed.pack(terminal[order].astype(np.uint8), 1),
+    }
+    layout = {"num_nodes": n_classes, "num_edges": int(tokens.size), "single": n1, "multi": n2,
+              "root": int(new_id[root])}
+    return arrays, layout, num_sequences
+
+
+def _trie_levels(flat, lengths, rank_of, base: int):
+    """The trie of the distinct sequences, level by level: per depth, each node's number of children,
+    its terminal flag, and the token ranks of the edges to the next level (children in order).
+
+    The nodes at depth d + 1 are the distinct (node at depth d, token) pairs of the sequences
+    longer than d; sorting those pairs orders children by token and parents as on level d.
+    Memory is a few int64 arrays of one entry per live sequence, never a padded matrix.
+    """
     n = len(lengths)
     starts = np.zeros(n, dtype=np.int64)
     if n > 1:
         np.cumsum(lengths[:-1], out=starts[1:])
-    base = int(flat.max()) + 1 if flat.size else 1
-    token_dtype = _smallest_uint(base - 1)
-    level_tokens: List[np.ndarray] = []
-    child_counts: List[np.ndarray] = []
-    terminal_nodes: List[np.ndarray] = []
-    if n and (lengths == 0).any():
-        terminal_nodes.append(np.zeros(1, dtype=np.int64))
+    small = np.uint32 if base <= 1 << 32 else np.int64  # token ranks
+    terminal = np.array([bool(n) and bool((lengths == 0).any())])
+    num_sequences = int(terminal.sum())
     live = np.flatnonzero(lengths > 0)
-    node = np.zeros(live.size, dtype=np.int64)  # node of each live sequence at the current depth
-    level_first, level_size, next_id, depth = 0, 1, 1, 0
+    node = np.zeros(live.size, dtype=np.int64)  # node of each live sequence within the current level
+    levels = []
+    size, depth = 1, 0
     while live.size:
-        key = (node - level_first) * base + flat[starts[live] + depth]
+        key = node * base + rank_of(flat[starts[live] + depth])
         pairs, inverse = np.unique(key, return_inverse=True)
         del key
-        child_counts.append(np.bincount(pairs // base, minlength=level_size).astype(np.uint32))
-        level_tokens.append((pairs % base).astype(token_dtype))
-        node = next_id + inverse.reshape(-1)
+        levels.append((np.bincount(pairs // base, minlength=size).astype(np.int32), terminal,
+                       (pairs % base).astype(small)))
+        node = inverse.reshape(-1)
         del inverse
         ends = lengths[live] == depth + 1
-        terminal_nodes.append(np.unique(node[ends]))
+        terminal = np.zeros(pairs.size, dtype=bool)
+        terminal[node[ends]] = True
+        num_sequences += int(terminal.sum())
         keep = ~ends
         live, node = live[keep], node[keep]
-        level_first, level_size = next_id, pairs.size
-        next_id += pairs.size
+        size = pairs.size
         depth += 1
-    child_counts.append(np.zeros(level_size, dtype=np.uint32))  # the deepest level has no children
+    levels.append((np.zeros(size, dtype=np.int32), terminal, np.zeros(0, dtype=small)))
+    return levels, num_sequences
 
-    num_nodes = next_id
-    tokens = np.concatenate(level_tokens) if level_tokens else np.zeros(0, dtype=token_dtype)
-    del level_tokens
-    offsets = np.zeros(num_nodes + 1, dtype=_smallest_uint(num_nodes - 1))
-    np.cumsum(np.concatenate(child_counts), out=offsets[1:], dtype=offsets.dtype)
-    del child_counts
-    terminal_bits = np.zeros(num_nodes, dtype=bool)
-    if terminal_nodes:
-        terminal_bits[np.concatenate(terminal_nodes)] = True
-    terminal = np.packbits(terminal_bits, bitorder="little")
-    return (
-        offsets,
-        tokens.astype(_smallest_uint(int(tokens.max()) if tokens.size else 0), copy=False),
-        terminal,
-        int(terminal_bits.sum()),
-    )
+
+def _minimize(levels):
+    """Merge equivalent trie nodes, deepest level first.
+
+    A node's class is fixed by its terminal flag and the (token, class of child) pairs of its
+    edges; children are one level deeper, so their classes are known when a level is
+    processed. Signatures are hashed (a sum over edges, then ``_mix``) and looked up in one
+    table shared by all levels (equivalent nodes may sit at different depths); every node is then
+    compared with the class it was given, edge by edge, so a hash collision can only cost
+    sharing, never correctness: a node that differs from its class gets a class of its own.
+
+    Returns per class: edge count, terminal flag, first edge; per edge: token rank, target class;
+    and the root's class. Classes are numbered in creation order, children before parents.
+    """
+    counts, terms, starts = _Grow(np.int64), _Grow(bool), _Grow(np.int64)
+    etok, etgt = _Grow(np.int64), _Grow(np.int64)
+    table_h = np.zeros(0, dtype=_U64)  # sorted signature hashes
+    table_c = np.zeros(0, dtype=np.int64)  # their classes
+    child_cls = np.zeros(0, dtype=np.int64)
+    while levels:
+        cnt, term, tok = levels.pop()
+        m = cnt.size
+        first = np.cumsum(cnt) - cnt  # first edge of each node within the level
+        owner = np.repeat(np.arange(m), cnt)
+        ev = _mix((tok.astype(_U64) << _U64(32)) | child_cls.astype(_U64))  # one value per edge
+        h = np.zeros(m, dtype=_U64)
+        has = np.flatnonzero(cnt)
+        if has.size:
+            h[has] = np.add.reduceat(ev, first[has])
+        del ev
+        h = _mix(h + _mix(cnt.astype(_U64) * _U64(2) + term.astype(_U64)))
+        uniq, rep, inv = np.unique(h, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+        pos = np.searchsorted(table_h, uniq)
+        found = pos < table_h.size
+        found[found] = table_h[pos[found]] == uniq[found]
+        ucls = np.empty(uniq.size, dtype=np.int64)
+        ucls[found] = table_c[pos[found]]
+        new = np.flatnonzero(~found)
+        ucls[new] = counts.n + np.arange(new.size)
+        _add_classes(rep[new], cnt, term, first, tok, child_cls, counts, terms, starts, etok, etgt)
+        table_h = np.insert(table_h, pos[new], uniq[new])
+        table_c = np.insert(table_c, pos[new], ucls[new])
+        cls = ucls[inv]
+        # Exactness: compare each node with its class's stored signature.
+        k = counts.view()[cls]
+        bad = (k != cnt) | (terms.view()[cls] != term)
+        if owner.size and etok.n == 0:  # every class so far is edgeless
+            bad[owner] = True
+        elif owner.size:
+            within = np.arange(owner.size) - first[owner]
+            e = starts.view()[cls[owner]] + np.minimum(within, np.maximum(k[owner] - 1, 0))
+            e = np.minimum(e, etok.n - 1)
+            bad_edge = (etok.view()[e] != tok) | (etgt.view()[e] != child_cls) | (within >= k[owner])
+            bad[owner[bad_edge]] = True
+        bad = np.flatnonzero(bad)
+        if bad.size:  # hash collisions: these nodes get classes of their own
+            cls[bad] = counts.n + np.arange(bad.size)
+            _add_classes(bad, cnt, term, first, tok, child_cls, counts, terms, starts, etok, etgt)
+        child_cls = cls
+    return counts.view(), terms.view(), starts.view(), etok.view(), etgt.view(), int(child_cls[0])
+
+
+def _add_classes(nodes, cnt, term, first, tok, child_cls, counts, terms, starts, etok, etgt) -> None:
+    """Append classes copied from ``nodes`` of the current level (their edges in order)."""
+    k = cnt[nodes]
+    starts.extend(etok.n + np.cumsum(k) - k)
+    counts.extend(k)
+    terms.extend(term[nodes])
+    edges = np.repeat(first[nodes], k) + (np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k))
+    etok.extend(tok[edges])
+    etgt.extend(child_cls[edges])
+
+
+# ---------------------------------------------------------------------------- expansion
+def _expand(tree: PrefixTree) -> Tuple[np.ndarray, np.ndarray]:
+    """All sequences of ``tree`` in lexicographic order, level-wise (the trie the automaton encodes).
+
+    Memory: about 13 bytes per node of that trie, plus the output.
+    """
+    a = tree._arrays
+    terminal = a["terminal"].all().astype(bool)
+    n1, n2 = tree._n1, tree._n2
+    offsets = a["offsets"].all()
+    small = np.int32 if max(tree.num_sequences, tree.num_edges, tree.num_nodes) < 1 << 31 else np.int64
+
+    def children(nodes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Number of edges of each node, and all their edges in order."""
+        single, j = nodes < n1, nodes - n1
+        multi = (j >= 0) & (j < n2)
+        jj = np.clip(j, 0, max(n2 - 1, 0))
+        start = np.where(single, nodes, np.where(multi, n1 + offsets[jj], 0))
+        count = np.where(single, 1, np.where(multi, offsets[np.minimum(jj + 1, n2)] - offsets[jj], 0))
+        total = int(count.sum())
+        return count, np.repeat(start, count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+
+    # Top-down: per trie level, each node's number of children, its terminal flag, and the
+    # tokens (ranks) of the next level's nodes.
+    counts, terms, toks = [], [], []
+    nodes = np.array([tree._root], dtype=np.int64)
+    while True:
+        count, edge = children(nodes)
+        counts.append(count.astype(small))
+        terms.append(terminal[nodes])
+        if edge.size == 0:
+            break
+        toks.append(a["tokens"].get(edge).astype(small))
+        nodes = a["targets"].get(edge)
+        del edge
+    del nodes
+    depth = len(counts)
+    # Bottom-up: sequences below each trie node.
+    below: List[np.ndarray] = [np.zeros(0)] * depth
+    below[-1] = terms[-1].astype(small)
+    for d in range(depth - 2, -1, -1):
+        b = terms[d].astype(small)
+        has = np.flatnonzero(counts[d])
+        if has.size:
+            b[has] += np.add.reduceat(below[d + 1], (np.cumsum(counts[d]) - counts[d])[has]).astype(small)
+        below[d] = b
+
+    def ranks():
+        """Per level, the lexicographic rank of the first sequence below each node."""
+        rank = np.zeros(1, dtype=np.int64)
+        for d in range(depth):
+            yield d, rank
+            if d + 1 < depth:
+                c, b = counts[d], below[d + 1]
+                before = np.cumsum(b, dtype=np.int64) - b  # sequences under earlier nodes of the level
+                first = np.minimum(np.cumsum(c) - c, b.size - 1)  # clipped ones are repeated 0 times
+                rank = np.repeat(rank + terms[d], c) + before - np.repeat(before[first], c)
+
+    lengths = np.zeros(tree.num_sequences, dtype=np.int64)
+    for d, rank in ranks():
+        lengths[rank[terms[d]]] = d
+    seq_start = np.cumsum(lengths) - lengths
+    flat = np.zeros(int(lengths.sum()), dtype=np.int64)
+    # The token entering a trie node at depth d is at position d - 1 of every sequence below it;
+    # those sequences are consecutive in lexicographic order.
+    for d, rank in ranks():
+        if d == 0:
+            continue
+        b = below[d].astype(np.int64)
+        r = np.repeat(rank, b) + (np.arange(int(b.sum())) - np.repeat(np.cumsum(b) - b, b))
+        flat[seq_start[r] + d - 1] = np.repeat(tree._token_map[toks[d - 1]], b)
+    return flat, lengths

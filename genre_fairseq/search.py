@@ -1,6 +1,6 @@
 """Trie-constrained beam search: a fairseq ``Search`` that only extends hypotheses along a PrefixTree.
 
-Every hypothesis carries one integer state, its node in the tree. At each step the
+Every hypothesis carries one integer state, its position in the tree (see prefix_tree.py). At each step the
 allowed tokens of the whole ``bsz x beam`` batch come from tensor operations on the
 tree's arrays (no Python loop over hypotheses), and the next states of the chosen
 candidates are known without another lookup.
@@ -63,8 +63,8 @@ class PrefixTreeSearch(Search):
         self.candidate_multiple = candidate_multiple
         # fairseq stops at max_len instead of asserting when some hypotheses cannot end there.
         self.stop_on_max_len = True
-        self._states: Optional[Tensor] = None  # (bsz * beam,) node of every live hypothesis
-        self._cand_states: Optional[Tensor] = None  # (bsz, cand) node each candidate leads to
+        self._states: Optional[Tensor] = None  # (bsz * beam,) state of every live hypothesis
+        self._cand_states: Optional[Tensor] = None  # (bsz, cand) state each candidate leads to
 
     def set_tree(self, tree) -> None:
         """Search ``tree`` from now on: a PrefixTree, or per-sentence ``candidates.CandidateTrees``."""

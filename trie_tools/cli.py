@@ -227,8 +227,8 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def _inspect_tree(args: argparse.Namespace) -> None:
     tree = PrefixTree.load(args.file, verify=True)
     print(f"kind: prefix tree\nfile: {args.file}\nversion: {_version(args.file)}")
-    print(f"sequences: {len(tree)}\nnodes: {tree.num_nodes}")
-    print(f"widths: offsets {tree.offsets.dtype.itemsize} B, tokens {tree.tokens.dtype.itemsize} B")
+    print(f"sequences: {len(tree)}\nnodes: {tree.num_nodes}\nedges: {tree.num_edges}")
+    print("bits: " + ", ".join(f"{k} {v}" for k, v in tree.bit_widths.items()))
     print(f"dictionary fingerprint: {tree.dictionary_fingerprint}")
     print(f"name table fingerprint: {tree.name_table_fingerprint}")
     print(f"start token: {tree.start_token}\nidentifier format: {tree.identifier_format}")
