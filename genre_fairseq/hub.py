@@ -101,7 +101,11 @@ class _Hub:
                 raise FileNotFoundError(f"{os.path.join(model_dir, name)}: dictionary not found")
         bpe_cfg = cls._bpe_config(model_dir, bpe, sentencepiece_model, gpt2_encoder_json, gpt2_vocab_bpe)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        overrides = {"data": model_dir, "source_lang": "source", "target_lang": "target"}
+        # A checkpoint trained with the genre task records the files of its options (--trie,
+        # --eval-accuracy's name table, ...); sample() takes its own, so none is reopened here.
+        overrides = {"data": model_dir, "source_lang": "source", "target_lang": "target", "trie": None,
+                     "name_table": None, "marginalize": False, "eval_accuracy": False, "target_groups": False,
+                     "candidates_table": None, "candidates_file": None}
         models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
         for model in models:
             model.eval()

@@ -1,12 +1,20 @@
 """The ``genre`` task: fairseq translation plus decoding constrained to a knowledge base's identifiers."""
 
 
+import json
 import logging
 import os
+from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
+import torch
+from fairseq import utils as fairseq_utils
+from fairseq.data import FairseqDataset, data_utils, encoders
 from fairseq.dataclass import ChoiceEnum
+from fairseq.logging import metrics
+from fairseq.modules import MultiheadAttention
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
@@ -72,6 +80,38 @@ class GenreConfig(TranslationConfig):
             "Takes precedence over --candidates-table for the sentences it gives candidates"
         },
     )
+
+    # Training: validation decoding (--eval-accuracy) and grouped targets (--target-groups).
+    eval_accuracy: bool = field(
+        default=False,
+        metadata={
+            "help": "during validation, decode the validation set with the --trie constrained search and log "
+            "identifier_acc (top hypothesis == gold identifier, %%) and, with --name-table, entity_acc (top "
+            "entity, ranked as in E- lines, == gold entity, %%); usable as --best-checkpoint-metric"
+        },
+    )
+    eval_accuracy_args: str = field(
+        default="{}",
+        metadata={"help": 'generation options of --eval-accuracy as a JSON object, e.g. \'{"beam": 10, "max_len_b": 32}\''},
+    )
+    eval_accuracy_bpe: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "BPE that turns tokens back into identifier text for entity_acc's name-table lookup (needs "
+            "--name-table), as a JSON "
+            'object of fairseq BPE options, e.g. \'{"bpe": "sentencepiece", "sentencepiece_model": "spm.model"}\'; '
+            "default: none (the dictionary's symbols, joined by spaces)"
+        },
+    )
+    target_groups: bool = field(
+        default=False,
+        metadata={
+            "help": "read DATA/<split>.group (one group id per example; consecutive examples with the same id "
+            "are several targets of one source) and batch each group whole, for --criterion genre_marginal; "
+            "required for the training subset, optional for the others"
+        },
+    )
+
 
 @register_task("genre", dataclass=GenreConfig)
 class GenreTask(TranslationTask):
@@ -203,6 +243,91 @@ class GenreTask(TranslationTask):
             models, args, seq_gen_cls=seq_gen_cls or PrefixTreeSequenceGenerator, extra_gen_cls_kwargs=extra
         )
 
+    # ---- training: grouped targets (--target-groups) and validation decoding (--eval-accuracy) ----
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        """fairseq's language-pair split; with --target-groups, grouped by DATA/<split>.group (docs/training.md)."""
+        super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        if not self.cfg.target_groups:
+            return
+        paths = fairseq_utils.split_paths(self.cfg.data)
+        data_path = paths[(epoch - 1) % len(paths)] if split == self.cfg.train_subset else paths[0]
+        path = os.path.join(data_path, f"{split}.group")
+        if os.path.isfile(path):
+            self.datasets[split] = GroupedTargetsDataset(self.datasets[split], read_group_ids(path), path)
+        elif split == self.cfg.train_subset:
+            raise ValueError(f"--target-groups: {path} not found (one group id per training example, see docs/training.md)")
+        else:
+            logger.info("--target-groups: no %s, so every %s example is its own group", path, split)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        """fairseq's model; with --eval-accuracy, also the constrained generator that validation decodes with."""
+        model = super().build_model(cfg, from_checkpoint)
+        if self.cfg.eval_accuracy:
+            if self.prefix_tree is None:
+                raise ValueError("--eval-accuracy decodes the validation set with the constrained search: give --trie KB.trie")
+            gen_args = json_object_option("--eval-accuracy-args", self.cfg.eval_accuracy_args, '{"beam": 10}')
+            self._accuracy_bpe_options = None
+            if self.cfg.eval_accuracy_bpe:
+                if self.name_table is None:
+                    raise ValueError("--eval-accuracy-bpe decodes identifiers for entity_acc: give --name-table KB.names")
+                self._accuracy_bpe_options = json_object_option(
+                    "--eval-accuracy-bpe", self.cfg.eval_accuracy_bpe, '{"bpe": "sentencepiece", ...}')
+                if "bpe" not in self._accuracy_bpe_options:
+                    raise ValueError(f"--eval-accuracy-bpe must name the BPE (\"bpe\": ...), got {self.cfg.eval_accuracy_bpe!r}")
+            self._accuracy_bpe = None  # built at the first validation: it may read files
+            self._accuracy_generator = self.build_generator([model], Namespace(**gen_args))
+            restore_training_attention(model)
+        return model
+
+    def valid_step(self, sample, model, criterion):
+        """fairseq's validation loss; with --eval-accuracy, also decode the batch and count correct answers."""
+        loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        if self.cfg.eval_accuracy:
+            logging_output.update(self._count_correct(sample, model))
+        return loss, sample_size, logging_output
+
+    def _count_correct(self, sample, model) -> dict:
+        """Decode one row per source (group) and count exact identifier and entity matches with its gold."""
+        rows, golds = decoding_rows(sample, self.tgt_dict.pad())
+        counts = {"_acc_total": len(rows), "_acc_identifier": 0, "_acc_entity": 0}
+        if not rows:
+            return counts
+        with torch.no_grad():
+            hypos = self._accuracy_generator.generate([model], select_rows(sample, rows))
+        bpe = self._validation_bpe() if self.name_table is not None else None
+        for sentence_hypos, gold in zip(hypos, golds):
+            best = sentence_hypos[0]["tokens"] if sentence_hypos else None
+            counts["_acc_identifier"] += int(best is not None and any(torch.equal(best, g) for g in gold))
+            if self.name_table is not None:
+                texts, logprobs, lengths = hypothesis_fields(sentence_hypos, self.tgt_dict, bpe)
+                ranked = rank_entities(texts, logprobs, lengths, self.resolver, marginalize=self.cfg.marginalize,
+                                       alpha=self.cfg.marginalize_alpha)
+                gold_ids = {self.resolver(identifier_text(g, self.tgt_dict, bpe)) for g in gold} - {None}
+                counts["_acc_entity"] += int(bool(ranked) and ranked[0]["id"] in gold_ids)
+        return counts
+
+    def _validation_bpe(self):
+        """The --eval-accuracy-bpe BPE (None: identifiers are the dictionary's symbols joined by spaces)."""
+        if self._accuracy_bpe is None and self._accuracy_bpe_options is not None:
+            self._accuracy_bpe = encoders.build_bpe(Namespace(**self._accuracy_bpe_options))
+        return self._accuracy_bpe
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        """fairseq's metrics; with --eval-accuracy, also identifier_acc and entity_acc (percent)."""
+        super().reduce_metrics(logging_outputs, criterion)
+        if not self.cfg.eval_accuracy:
+            return
+        total = sum(log.get("_acc_total", 0) for log in logging_outputs)
+        if total == 0:
+            return
+        metrics.log_scalar("_acc_total", total)
+        metrics.log_scalar("_acc_identifier", sum(log.get("_acc_identifier", 0) for log in logging_outputs))
+        metrics.log_derived("identifier_acc", lambda m: round(100.0 * m["_acc_identifier"].sum / m["_acc_total"].sum, 3))
+        if self.name_table is not None:
+            metrics.log_scalar("_acc_entity", sum(log.get("_acc_entity", 0) for log in logging_outputs))
+            metrics.log_derived("entity_acc", lambda m: round(100.0 * m["_acc_entity"].sum / m["_acc_total"].sum, 3))
+
 
 def load_candidate_options(cfg, tree: Optional[PrefixTree], table: Optional[NameTable]):
     """The mention table and the explicit candidate lists named by the options (None when not given)."""
@@ -271,3 +396,183 @@ def load_prefix_tree_for(path: str, tgt_dict, dict_name: str = "the target dicti
     check_prefix_tree(tree, tgt_dict, f"--trie {path}", dict_name)
     logger.info("prefix tree %s: %d sequences, %d nodes", path, tree.num_sequences, tree.num_nodes)
     return tree
+
+
+# ---- grouped targets: several target names of one source, batched together (--target-groups) ----
+
+
+def read_group_ids(path: str) -> np.ndarray:
+    """The group ids of a ``.group`` file: one non-negative integer per line, one line per example."""
+
+    def ids():
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                text = line.strip()
+                if not text.isdigit() or not text.isascii():
+                    raise ValueError(f"{path}:{lineno}: a group id is a non-negative integer, got {text!r}")
+                yield int(text)
+
+    return np.fromiter(ids(), dtype=np.int64)
+
+
+def json_object_option(flag: str, text: str, example: str) -> dict:
+    """The JSON object given to a command-line option; a ValueError naming the option otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag} is not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, e.g. '{example}', got {text!r}")
+    return value
+
+
+def identifier_text(tokens, tgt_dict, bpe=None) -> str:
+    """The identifier a target or hypothesis spells (end token dropped, BPE undone when given)."""
+    text = tgt_dict.string(tokens)
+    return (bpe.decode(text) if bpe is not None else text).strip()
+
+
+def restore_training_attention(model) -> None:
+    """Undo the beam-search shortcut a SequenceGenerator switches on in a BART model it is built for.
+
+    ``SequenceGenerator`` calls ``set_beam_size(beam)`` on the model; BART then makes every decoder
+    encoder-attention keep one row in ``beam`` of the encoder output, and stops reordering that
+    output. In training, where rows are distinct examples, this raises a shape error, or, when the
+    batch size is a multiple of the beam, silently makes each row attend to another example's
+    source. Back to the default here: beam search then reorders the encoder output as usual.
+    """
+    for module in model.modules():
+        if isinstance(module, MultiheadAttention):
+            module.set_beam_size(1)
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None:
+        encoder.__dict__.pop("reorder_encoder_out", None)  # BART's no-op replacement, set per instance
+
+
+def decoding_rows(sample, pad: int):
+    """Rows to decode for validation (the first of each group) and each one's gold targets (EOS-terminated)."""
+    targets = [fairseq_utils.strip_pad(t, pad) for t in sample["target"]]
+    group = sample.get("group")
+    if group is None:
+        return list(range(len(targets))), [[t] for t in targets]
+    first = {}
+    golds = {}
+    for row, g in enumerate(group.tolist()):
+        first.setdefault(g, row)
+        golds.setdefault(g, []).append(targets[row])
+    return list(first.values()), [golds[g] for g in first]
+
+
+def select_rows(sample, rows):
+    """The sub-batch of ``sample`` made of ``rows`` (what the sequence generator reads)."""
+    index = torch.tensor(rows, dtype=torch.long, device=sample["target"].device)
+    net_input = {k: v.index_select(0, index) for k, v in sample["net_input"].items() if torch.is_tensor(v)}
+    return {"id": sample["id"].index_select(0, index), "net_input": net_input,
+            "target": sample["target"].index_select(0, index), "nsentences": len(rows)}
+
+
+class GroupedTargetsDataset(FairseqDataset):
+    """A language-pair dataset whose items are groups: one source with several targets (consecutive examples).
+
+    ``group_ids[i]`` is the group of example ``i``; a group is a run of equal ids, and an id may
+    not come back after its run ends. Batches hold whole groups, at most ``max_tokens`` padded tokens
+    (rows x longest source or target) and ``max_sentences`` rows (not groups); they are not rounded to
+    ``--required-batch-size-multiple``. A collated batch is the pair dataset's batch of all member
+    examples plus ``group``: ``(rows,)`` the batch-local group (``0..G-1``) of each row.
+    """
+
+    def __init__(self, pairs, group_ids: np.ndarray, path: str = "<group ids>"):
+        super().__init__()
+        if pairs.tgt_sizes is None:
+            raise ValueError(f"{path}: grouped targets need a split with targets")
+        if len(group_ids) != len(pairs):
+            raise ValueError(f"{path} has {len(group_ids)} group ids, but its split has {len(pairs)} examples")
+        self.pairs = pairs
+        self.path = path
+        n = len(group_ids)
+        change = np.flatnonzero(group_ids[1:] != group_ids[:-1]) + 1
+        self.starts = np.concatenate([[0], change, [n]]).astype(np.int64) if n else np.zeros(1, dtype=np.int64)
+        self.group_ids = group_ids[self.starts[:-1]]
+        if len(np.unique(self.group_ids)) != len(self.group_ids):
+            seen = {}
+            for run, gid in enumerate(self.group_ids.tolist()):
+                if gid in seen:
+                    raise ValueError(
+                        f"{path}:{self.starts[run] + 1}: group {gid} already ended at line {self.starts[seen[gid] + 1]}; "
+                        f"the examples of a group must be consecutive lines"
+                    )
+                seen[gid] = run
+        self.group_sizes = np.diff(self.starts)
+        self.src_sizes = pairs.src_sizes[self.starts[:-1]]
+        self.tgt_sizes = np.maximum.reduceat(pairs.tgt_sizes, self.starts[:-1]) if n else np.zeros(0, np.int64)
+        self.shuffle = pairs.shuffle
+
+    def __len__(self):
+        return len(self.group_sizes)
+
+    def __getitem__(self, index):
+        start, end = int(self.starts[index]), int(self.starts[index + 1])
+        members = [self.pairs[i] for i in range(start, end)]
+        for i, member in zip(range(start + 1, end), members[1:]):
+            if not torch.equal(member["source"], members[0]["source"]):
+                raise ValueError(
+                    f"{self.path}:{i + 1}: example {i} is in group {self.group_ids[index]} with example {start} "
+                    f"(line {start + 1}), but its source differs; a group is one source with several targets"
+                )
+        return {"id": index, "members": members}
+
+    def collater(self, samples, pad_to_length=None):
+        """The pair dataset's batch of every member, plus ``group`` (batch-local group of each row)."""
+        batch = self.pairs.collater([m for s in samples for m in s["members"]], pad_to_length=pad_to_length)
+        if batch:
+            group = np.searchsorted(self.starts, batch["id"].numpy(), side="right") - 1
+            batch["group"] = torch.from_numpy(np.unique(group, return_inverse=True)[1].reshape(-1))
+        return batch
+
+    def num_tokens(self, index):
+        return int(self.group_sizes[index] * max(self.src_sizes[index], self.tgt_sizes[index]))
+
+    def num_tokens_vec(self, indices):
+        return self.group_sizes[indices] * np.maximum(self.src_sizes[indices], self.tgt_sizes[indices])
+
+    def size(self, index):
+        return (int(self.src_sizes[index]), int(self.tgt_sizes[index]))
+
+    def ordered_indices(self):
+        """Groups by length, as fairseq orders examples: by longest target, then by source (shuffled first)."""
+        indices = np.random.permutation(len(self)).astype(np.int64) if self.shuffle else np.arange(len(self))
+        indices = indices[np.argsort(self.tgt_sizes[indices], kind="mergesort")]
+        return indices[np.argsort(self.src_sizes[indices], kind="mergesort")]
+
+    def filter_indices_by_size(self, indices, max_sizes):
+        return data_utils.filter_paired_dataset_indices_by_size(self.src_sizes, self.tgt_sizes, indices, max_sizes)
+
+    def batch_by_size(self, indices, max_tokens=None, max_sentences=None, required_batch_size_multiple=1):
+        """Batches of whole groups within ``max_tokens`` padded tokens and ``max_sentences`` rows."""
+        max_tokens = max_tokens or float("inf")
+        max_sentences = max_sentences or float("inf")
+        lengths = np.maximum(self.src_sizes, self.tgt_sizes)
+        batches, batch, rows, longest = [], [], 0, 0
+        for g in np.asarray(indices, dtype=np.int64).tolist():
+            n, length = int(self.group_sizes[g]), int(lengths[g])
+            if n * length > max_tokens or n > max_sentences:
+                raise ValueError(
+                    f"{self.path}:{self.starts[g] + 1}: group {self.group_ids[g]} has {n} examples of up to {length} "
+                    f"tokens, more than one batch holds (--max-tokens {max_tokens}, --batch-size {max_sentences})"
+                )
+            if batch and ((rows + n) * max(longest, length) > max_tokens or rows + n > max_sentences):
+                batches.append(np.array(batch, dtype=np.int64))
+                batch, rows, longest = [], 0, 0
+            batch.append(g)
+            rows += n
+            longest = max(longest, length)
+        if batch:
+            batches.append(np.array(batch, dtype=np.int64))
+        return batches
+
+    def set_epoch(self, epoch):
+        self.pairs.set_epoch(epoch)
+
+    @property
+    def can_reuse_epoch_itr_across_epochs(self):
+        return self.pairs.can_reuse_epoch_itr_across_epochs
