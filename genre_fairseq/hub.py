@@ -18,20 +18,46 @@ Checkpoint directory layouts (the official releases):
 Inputs longer than the model's cap (GENRE 384 words, mGENRE 128 words, and never more source
 tokens than the model's positions) are cut *around the mention*: the mention is always kept,
 and the remaining budget is shared between the left and right context (whatever one side does not
-use goes to the other). Nothing is cut from one end blindly.
+use goes to the other). Nothing is cut from one end blindly. An uncut sentence is encoded exactly
+as given (stripped, inner whitespace kept), as fairseq's BPE scripts and ``fairseq-interactive``
+encode it, so the hub and ``fairseq-generate`` see the same tokens; a cut one is re-joined with
+single spaces.
+
+Bad input (each a one-line error naming the file, option or sentence index):
+
+* ``sample()`` takes a list of strings: one string is a ``TypeError``; an empty list returns ``[]``
+  without loading anything. Each sentence must hold exactly one ``START ... END`` pair of the
+  model's markers, as separate words: none, one without the other, two of either, ``END`` before
+  ``START``, a marker glued to a word, and the other model's markers (``[START_ENT]`` given to
+  mGENRE) are each a ``ValueError`` that says which.
+* ``from_pretrained()``: a missing ``model.pt``, ``dict.*.txt``, SentencePiece model or GPT-2 BPE
+  file is a ``FileNotFoundError`` naming the path; a corrupt one, a checkpoint that torch's safe
+  loading refuses, dictionaries of another size than the checkpoint's embeddings, and BPE files
+  whose symbols are not the dictionary's (e.g. the other model's) are a ``ValueError``.
+* ``trie=`` built for another dictionary, ``name_table=`` other than the one the trie was built
+  from (fingerprints), and ``identifier_format=`` unknown or disagreeing with the trie's: ``ValueError``.
+
+Languages: ``sample()`` takes no language. A language code enters only as part of a generated
+``name >> lang`` / ``lang >> name`` identifier, when it is parsed and looked up in the name table.
+Codes are not checked against ISO 639 (Wikipedia's own codes include ``simple``, ``als``,
+``zh-yue``, ``be-tarask``): they are the name table's keys. An identifier whose (lang, name) the
+table lacks, an unknown language included, or one that does not parse, gets ``"id": None`` and is
+ranked on its own (``marginalize.py``); it is never an error in the middle of a batch. A trie built
+from the name table (``genre-trie build --names``) only yields identifiers the table holds.
 """
 from __future__ import annotations
 
 import glob
 import os
-from typing import Dict, List, Optional, Sequence, Union
+import pickle
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
 from .marginalize import NameResolver, hypothesis_fields, rank_entities
 from .name_table import MentionTable, NameTable
-from .prefix_tree import PrefixTree
+from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree
 from .task import check_name_table, check_prefix_tree
 
 __all__ = ["GENRE", "mGENRE", "cut_around_mention"]
@@ -54,11 +80,65 @@ def cut_around_mention(words: Sequence[str], start: str, end: str, max_words: in
     return list(words[i - left: j + 1 + right])
 
 
+_BPE_FILE_FIELDS = ("sentencepiece_model", "gpt2_encoder_json", "gpt2_vocab_bpe")  # BPE config fields naming files
+_BPE_KINDS = {"sentencepiece": "SentencePiece model", "gpt2": "GPT-2 BPE files"}
+
+
+def _first_line(error: BaseException) -> str:
+    """A one-line reason for a load failure (torch's safe-loading refusals are paragraphs)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:  # torch refused a pickled object: keep what it refused
+        detail = next((x.strip() for x in text.split("WeightsUnpickler error:", 1)[1].splitlines() if x.strip()), "")
+        return "refused by torch's safe loading: " + detail.split(". ")[0]
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    if not lines:
+        return f"{type(error).__name__}: the file ends early"
+    line = lines[0] + (" " + lines[1] if lines[0].endswith(":") and len(lines) > 1 else "")  # "Error(s) ...:"
+    return f"{type(error).__name__}: {line.split('. ')[0]}"
+
+
+def _load_dictionary(path: str):
+    """A fairseq dictionary file; a missing or malformed one is refused, naming it."""
+    from fairseq.data import Dictionary
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: dictionary not found")
+    try:
+        return Dictionary.load(path)
+    except (ValueError, RuntimeError, UnicodeDecodeError, IndexError) as e:
+        raise ValueError(f"{path}: not a fairseq dictionary ({_first_line(e)})") from None
+
+
+def _check_bpe_fits(bpe, kind: str, files: str, dictionary, dict_path: str, sample: int = 1000) -> None:
+    """Refuse BPE files that do not produce the dictionary's symbols (e.g. the other model's).
+
+    A GENRE dictionary lists GPT-2 BPE ids, an mGENRE one SentencePiece pieces. With a BPE that
+    does not fit, every input would silently become ``<unk>``s. Checks the dictionary's first
+    ``sample`` ordinary symbols (its most frequent) and wants at least half of them to fit.
+    """
+    symbols = [dictionary[i] for i in range(dictionary.nspecial, min(len(dictionary), dictionary.nspecial + sample))]
+    symbols = [x for x in symbols if not (x.startswith("madeupword") or x.startswith("<") or x.startswith("["))]
+    if not symbols:
+        return
+    if kind == "gpt2":
+        size = len(bpe.bpe.encoder)
+        fits = sum(x.isdigit() and int(x) < size for x in symbols)
+    else:
+        unk = bpe.sp.unk_id()
+        fits = sum(bpe.sp.PieceToId(x) != unk for x in symbols)
+    if 2 * fits < len(symbols):
+        what = "GPT-2 BPE ids" if kind == "gpt2" else "pieces of the SentencePiece model"
+        verb = "do" if " / " in files else "does"
+        raise ValueError(f"{files} {verb} not fit {dict_path}: only {fits} of its first {len(symbols)} symbols "
+                         f"are {what} (is this the other model's BPE, or its dictionary?)")
+
+
 class _Hub:
     """A loaded (m)GENRE model with its dictionaries and BPE, ready to ``sample``."""
 
     START: str
     END: str
+    OTHER_MARKERS: Optional[Tuple[str, str, str]] = None  # the other model's start and end markers and name
     MAX_WORDS: int
     DEFAULT_BPE: str
 
@@ -96,21 +176,35 @@ class _Hub:
         path = os.path.join(model_dir, checkpoint_file)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: checkpoint not found")
-        for name in ("dict.source.txt", "dict.target.txt"):
-            if not os.path.isfile(os.path.join(model_dir, name)):
-                raise FileNotFoundError(f"{os.path.join(model_dir, name)}: dictionary not found")
+        dicts = [_load_dictionary(os.path.join(model_dir, f"dict.{side}.txt")) for side in ("source", "target")]
         bpe_cfg = cls._bpe_config(model_dir, bpe, sentencepiece_model, gpt2_encoder_json, gpt2_vocab_bpe)
+        bpe_obj = None
+        if bpe_cfg is not None:
+            files = " / ".join(str(v) for k, v in vars(bpe_cfg).items() if k in _BPE_FILE_FIELDS)
+            try:
+                bpe_obj = encoders.build_bpe(bpe_cfg)
+            except (RuntimeError, OSError, ValueError, KeyError) as e:  # a corrupt .model / encoder.json / vocab.bpe
+                raise ValueError(f"{files}: unreadable {_BPE_KINDS[bpe_cfg.bpe]} ({_first_line(e)})") from e
+            _check_bpe_fits(bpe_obj, bpe_cfg.bpe, files, dicts[1], os.path.join(model_dir, "dict.target.txt"))
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # A checkpoint trained with the genre task records the files of its options (--trie,
         # --eval-accuracy's name table, ...); sample() takes its own, so none is reopened here.
         overrides = {"data": model_dir, "source_lang": "source", "target_lang": "target", "trie": None,
                      "name_table": None, "marginalize": False, "eval_accuracy": False, "target_groups": False,
                      "candidates_table": None, "candidates_file": None}
-        models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+        try:
+            models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+        except RuntimeError as e:
+            if "size mismatch" not in str(e):
+                raise ValueError(f"{path}: not a loadable fairseq checkpoint ({_first_line(e)})") from e
+            mismatch = next(line.strip() for line in str(e).splitlines() if "size mismatch" in line)
+            raise ValueError(f"{path} does not fit the dictionaries in {model_dir} ({mismatch}); "
+                             f"use the dict.source.txt / dict.target.txt released with the checkpoint") from e
+        except (pickle.UnpicklingError, EOFError, KeyError) as e:
+            raise ValueError(f"{path}: not a loadable fairseq checkpoint ({_first_line(e)})") from e
         for model in models:
             model.eval()
             model.to(device)
-        bpe_obj = encoders.build_bpe(bpe_cfg) if bpe_cfg is not None else None
         return cls(models, task, bpe_obj, device)
 
     @classmethod
@@ -142,18 +236,40 @@ class _Hub:
 
     # ------------------------------------------------------------------ encoding
     def _source_ids(self, sentence: str, index: int) -> torch.Tensor:
+        if not isinstance(sentence, str):
+            raise TypeError(f"sentence {index}: expected a string, got {type(sentence).__name__}")
+        all_words = sentence.split()
         try:
-            words = cut_around_mention(sentence.split(), self.START, self.END, self.MAX_WORDS)
+            words = cut_around_mention(all_words, self.START, self.END, self.MAX_WORDS)
         except ValueError as e:
-            raise ValueError(f"sentence {index}: {e}: {sentence[:80]!r}") from None
+            hint = self._marker_hint(all_words, sentence)
+            raise ValueError(f"sentence {index}: {e}{hint}: {sentence[:80]!r}") from None
+        # An uncut sentence goes to the BPE as fairseq's BPE scripts and fairseq-interactive give it
+        # (stripped, inner whitespace kept): GPT-2 BPE encodes every space, so re-joining would change it.
+        text = sentence.strip() if len(words) == len(all_words) else " ".join(words)
         budget = len(words)
         while True:
-            text = " ".join(cut_around_mention(words, self.START, self.END, budget))
             symbols = self.bpe.encode(text) if self.bpe is not None else text
             ids = self.src_dict.encode_line(symbols, add_if_not_exist=False, append_eos=True).long()
             if ids.numel() <= self._max_source_tokens or budget <= 1:
                 return ids
             budget -= max(1, budget // 8)
+            text = " ".join(cut_around_mention(words, self.START, self.END, budget))
+
+    def _marker_hint(self, words: List[str], sentence: str) -> str:
+        """What is wrong with a sentence's markers, beyond ``cut_around_mention``'s message."""
+        starts, ends = words.count(self.START), words.count(self.END)
+        hint = ""
+        if (starts, ends) != (0, 0):
+            hint = (f"; found {starts} {self.START} and {ends} {self.END}" if (starts, ends) != (1, 1)
+                    else f"; {self.END} comes first")
+        glued = [m for m in (self.START, self.END) if m not in words and m in sentence]
+        if glued:
+            return hint + f"; {glued[0]} must be a separate word, with whitespace around it"
+        other_start, other_end, other_model = self.OTHER_MARKERS or ("", "", "")
+        if (starts, ends) == (0, 0) and other_model and (other_start in words or other_end in words):
+            return hint + f"; found {other_start} ... {other_end}, which are {other_model}'s markers"
+        return hint
 
     def _tree(self, trie: Union[str, PrefixTree]) -> PrefixTree:
         if isinstance(trie, PrefixTree):
@@ -169,10 +285,26 @@ class _Hub:
         table = name_table
         if not isinstance(name_table, NameTable):
             if name_table not in self._tables:
+                if not os.path.isfile(name_table):
+                    raise FileNotFoundError(f"name table file not found: {name_table}")
                 self._tables[name_table] = NameTable.load(name_table)
             table = self._tables[name_table]
         check_name_table(table, tree, f"name table {table.path}", f"trie {tree.path if tree is not None else ''}")
         return table
+
+    @staticmethod
+    def _identifier_format(identifier_format: Optional[str], tree: Optional[PrefixTree]) -> Optional[str]:
+        """The format hypotheses are parsed in: ``identifier_format``, which must agree with the tree's."""
+        recorded = tree.identifier_format if tree is not None else None
+        if identifier_format is None:
+            return recorded
+        if identifier_format not in IDENTIFIER_FORMATS:
+            raise ValueError(f"identifier_format={identifier_format!r}: expected one of "
+                             f"{', '.join(IDENTIFIER_FORMATS)}")
+        if recorded is not None and recorded != identifier_format:
+            raise ValueError(f"identifier_format={identifier_format!r} disagrees with trie "
+                             f"{tree.path or '<in memory>'}, which holds {recorded} identifiers")
+        return identifier_format
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -203,7 +335,7 @@ class _Hub:
         option, every returned entry also has ``"candidates"``: how its sentence was decoded
         (e.g. ``"3 candidates (mentions), 7 identifiers"`` or ``"no candidates: full tree"``).
         """
-        if isinstance(sentences, str):
+        if isinstance(sentences, (str, bytes)):
             raise TypeError("sample() takes a list of sentences, not one string")
         if candidates is not None and (isinstance(candidates, str) or len(candidates) != len(sentences)):
             raise ValueError(f"candidates must be a list with one entry (None or a list) per sentence: "
@@ -213,7 +345,7 @@ class _Hub:
         sources = [self._source_ids(s, i) for i, s in enumerate(sentences)]
         tree = self._tree(trie) if trie is not None else None
         table = self._table(name_table, tree) if name_table is not None else None
-        fmt = identifier_format or (tree.identifier_format if tree is not None else None)
+        fmt = self._identifier_format(identifier_format, tree)
         resolver = None
         if table is not None:
             if fmt is None:
@@ -282,9 +414,11 @@ class GENRE(_Hub):
     """English GENRE (BART-large, GPT-2 BPE): mentions marked ``[START_ENT] ... [END_ENT]``, 384 words."""
 
     START, END, MAX_WORDS, DEFAULT_BPE = "[START_ENT]", "[END_ENT]", 384, "gpt2"
+    OTHER_MARKERS = ("[START]", "[END]", "mGENRE")
 
 
 class mGENRE(_Hub):
     """Multilingual mGENRE (mBART, SentencePiece): mentions marked ``[START] ... [END]``, 128 words."""
 
     START, END, MAX_WORDS, DEFAULT_BPE = "[START]", "[END]", 128, "sentencepiece"
+    OTHER_MARKERS = ("[START_ENT]", "[END_ENT]", "GENRE")

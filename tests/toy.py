@@ -156,3 +156,44 @@ def write_gpt2_bpe(directory: str, merges: Sequence[tuple]) -> tuple:
     with open(paths[2], "w", encoding="utf-8") as f:
         f.write("".join(f"{i} 1\n" for i in range(len(symbols))))
     return tuple(paths)
+
+
+def fairseq_bpe(sentencepiece_model: str | None = None, gpt2_encoder_json: str | None = None,
+                gpt2_vocab_bpe: str | None = None):
+    """fairseq's own ``--bpe sentencepiece`` or ``--bpe gpt2`` encoder over local files (what the model sees)."""
+    from fairseq.data.encoders.gpt2_bpe import GPT2BPE, GPT2BPEConfig
+    from fairseq.data.encoders.sentencepiece_bpe import SentencepieceBPE, SentencepieceConfig
+
+    if sentencepiece_model is not None:
+        return SentencepieceBPE(SentencepieceConfig(sentencepiece_model=sentencepiece_model))
+    return GPT2BPE(GPT2BPEConfig(gpt2_encoder_json=gpt2_encoder_json, gpt2_vocab_bpe=gpt2_vocab_bpe))
+
+
+def bpe_encode_file(bpe, source: str, destination: str, prefix: str = "") -> None:
+    """Encode each line of ``source`` (stripped, as fairseq's BPE scripts do) with ``bpe``, ``prefix`` first."""
+    with open(source, encoding="utf-8") as f, open(destination, "w", encoding="utf-8") as out:
+        for line in f:
+            out.write(bpe.encode(prefix + line.strip()) + "\n")
+
+
+def released_checkpoint(source: str, destination: str, arch: str) -> None:
+    """Rewrite a fairseq 0.12 checkpoint the way the released GENRE/mGENRE ``model.pt`` files store it.
+
+    Those hold every flag as an ``argparse.Namespace`` in ``args`` (``cfg`` is None), name fairseq's
+    own ``translation`` task and a stock BART-family arch (``bart_large``, ``mbart_large``), and know
+    nothing of ``--user-dir`` or the ``genre`` task's options. Every shape flag is explicit in
+    ``args``, so a stock arch name rebuilds the same tiny model.
+    """
+    from dataclasses import fields
+
+    from fairseq.tasks.translation import TranslationConfig
+
+    from genre_fairseq.task import GenreConfig
+
+    state = torch.load(source, map_location="cpu", weights_only=False)  # our own file: trusted
+    args = argparse.Namespace(**vars(state["cfg"]["model"]))
+    args.arch, args.task, args.user_dir = arch, "translation", None
+    for option in {f.name for f in fields(GenreConfig)} - {f.name for f in fields(TranslationConfig)}:
+        if hasattr(args, option):
+            delattr(args, option)
+    torch.save(dict(state, args=args, cfg=None), destination)
