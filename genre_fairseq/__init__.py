@@ -10,6 +10,6 @@ from . import checkpoints  # noqa: F401
 checkpoints.allow_fairseq_checkpoint_globals()
 
 from . import models, search, task  # noqa: E402,F401
-from . import criterions, distributed  # noqa: E402,F401
+from . import criterions, distributed, iterators  # noqa: E402,F401
 
 __version__ = "0.1.0"
