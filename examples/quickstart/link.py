@@ -1,0 +1,205 @@
+"""Link marked mentions to CLDR entities with the shipped tiny mGENRE, offline.
+
+  python -m examples.quickstart                      # the sample sentences (sentences.tsv), in 16 languages
+  python -m examples.quickstart --sentence "Die Hauptstadt von [START] Italien [END] ist Rom."
+  python -m examples.quickstart --file my_sentences.txt --top 5 --langs de,fr
+
+Every sentence marks one mention with ``[START] ... [END]`` (spaces around the markers are added
+if missing). For each sentence it prints the best entities: rank, entity id (a CLDR code, e.g.
+``territory:FR``), marginal score (log-sum-exp over the entity's generated names of
+ln p / L ** 0.5), the entity's English CLDR name, and the ``name >> lang`` identifiers the beam
+produced for it. The knowledge base is closed: only its 16 languages' names can come out. A
+sentence in another language is still linked, through those names (mGENRE's unseen-language
+setting); ``--langs`` restricts the output to names in the given KB languages, and names a
+language the KB lacks as an error.
+
+Input files: one sentence a line, or ``lang<TAB>expected id<TAB>sentence`` (as sentences.tsv),
+in which case each top entity is checked against the expected id. Blank and ``#`` lines are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from typing import List, NamedTuple, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_MODEL_DIR = os.path.join(HERE, "model")
+SAMPLES = os.path.join(HERE, "sentences.tsv")
+TRIE, NAMES = "cldr.trie", "cldr.names"
+MODEL_FILES = ("model.pt", "dict.source.txt", "dict.target.txt", "spm.model", TRIE, NAMES)
+_MARKER = re.compile(r"\s*(\[START\]|\[END\])\s*")
+
+
+class Item(NamedTuple):
+    """One input sentence, where it came from, and what it should link to (if known)."""
+
+    sentence: str
+    origin: str
+    lang: Optional[str] = None
+    expected: Optional[str] = None
+
+
+def space_markers(sentence: str) -> str:
+    """The sentence with exactly one space around each marker (what the model was trained on)."""
+    return _MARKER.sub(r" \1 ", sentence).strip()
+
+
+def read_items(path: str) -> List[Item]:
+    """Sentences of a file: plain lines, or ``lang<TAB>expected id<TAB>sentence`` lines."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: file not found")
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) == 1:
+                items.append(Item(fields[0], f"{path}:{lineno}"))
+            elif len(fields) == 3 and all(x.strip() for x in fields):
+                items.append(Item(fields[2], f"{path}:{lineno}", fields[0].strip(), fields[1].strip()))
+            else:
+                raise ValueError(f"{path}:{lineno}: expected a sentence, or lang<TAB>expected id<TAB>sentence")
+    if not items:
+        raise ValueError(f"{path}: no sentences")
+    return items
+
+
+def check_items(items: List[Item]) -> List[Item]:
+    """Items with their markers spaced; ``ValueError`` naming the first sentence without one marked mention."""
+    from genre_fairseq.hub import cut_around_mention, mGENRE
+
+    checked = []
+    for item in items:
+        sentence = space_markers(item.sentence)
+        try:
+            cut_around_mention(sentence.split(), mGENRE.START, mGENRE.END, 10**9)
+        except ValueError as e:
+            raise ValueError(f"{item.origin}: {e}: {item.sentence[:80]!r}") from None
+        checked.append(item._replace(sentence=sentence))
+    return checked
+
+
+def check_model_dir(model_dir: str) -> None:
+    """``FileNotFoundError`` naming the first missing file of the model directory."""
+    for name in MODEL_FILES:
+        path = os.path.join(model_dir, name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: missing (the quickstart model directory needs "
+                                    f"{', '.join(MODEL_FILES)}; examples/quickstart/train.sh rebuilds it)")
+
+
+def restrict_to_langs(tree, langs: List[str], kb_langs: List[str], tgt_dict, bpe):
+    """The sub-tree of the identifiers ``name >> lang`` whose lang is in ``langs``."""
+    from genre_fairseq.identifiers import parse_identifier
+    from genre_fairseq.prefix_tree import PrefixTree
+
+    unknown = [lang for lang in langs if lang not in kb_langs]
+    if unknown:
+        raise ValueError(f"--langs: the knowledge base has no names in {', '.join(unknown)} "
+                         f"(its languages: {', '.join(kb_langs)})")
+    wanted = set(langs)
+    keep = []
+    for seq in tree:
+        text = bpe.decode(tgt_dict.string(seq[1:-1]))
+        if parse_identifier(text, "name_lang")[0] in wanted:
+            keep.append(seq)
+    return PrefixTree.from_sequences(keep, dictionary_fingerprint=tree.dictionary_fingerprint,
+                                     start_token=tree.start_token, identifier_format=tree.identifier_format,
+                                     name_table_fingerprint=tree.name_table_fingerprint)
+
+
+def english_name(table, entity_id: Optional[str]) -> str:
+    """The entity's English CLDR name (or its first name) for display."""
+    if entity_id is None:
+        return "?"
+    names = table.primary_names(entity_id) or table.names(entity_id)
+    return next((name for lang, name in names if lang == "en"), names[0][1] if names else "?")
+
+
+def print_result(item: Item, ranked: List[dict], table, top: int) -> Optional[bool]:
+    """Print one sentence's best entities; True/False when an expected id was given, else None."""
+    print(f"[{item.lang or '?'}] {item.sentence}")
+    if not ranked:
+        print("     (no identifier of the knowledge base fits)")
+    for rank, entity in enumerate(ranked[:top], 1):
+        members = [f"{t} ({s:.2f})" for t, s in zip(entity["texts"], entity["scores"])]
+        more = f" +{len(members) - 3} more" if len(members) > 3 else ""
+        print(f"  {rank}. {entity['id'] or '-':<15} {entity['score']:7.3f}  {english_name(table, entity['id']):<24} "
+              f"{'; '.join(members[:3])}{more}")
+    if item.expected is None:
+        return None
+    ok = bool(ranked) and ranked[0]["id"] == item.expected
+    print(f"     expected {item.expected}: {'ok' if ok else 'WRONG'}")
+    return ok
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m examples.quickstart", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sentence", action="append", metavar="TEXT",
+                        help="a sentence with one [START] mention [END] (repeatable)")
+    parser.add_argument("--file", metavar="PATH", help="sentences, one a line (or lang<TAB>expected id<TAB>sentence)")
+    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR, help="the shipped model directory (default: %(default)s)")
+    parser.add_argument("--top", type=int, default=3, help="entities printed per sentence (default 3)")
+    parser.add_argument("--beam", type=int, default=10, help="beam size (default 10, as mGENRE)")
+    parser.add_argument("--langs", metavar="de,fr,...", help="only names in these KB languages may be generated")
+    parser.add_argument("--no-marginalize", action="store_true",
+                        help="score an entity by its best name only, instead of the log-sum-exp over its names")
+    args = parser.parse_args(argv)
+    started = time.time()
+    logging.getLogger("fairseq").setLevel(logging.WARNING)  # its import-time INFO lines
+    try:
+        if args.top < 1 or args.beam < 1:
+            raise ValueError("--top and --beam must be >= 1")
+        items = [Item(s, f"--sentence {i + 1}") for i, s in enumerate(args.sentence or [])]
+        if args.file:
+            items += read_items(args.file)
+        if not items:
+            items = read_items(SAMPLES)
+        items = check_items(items)
+        check_model_dir(args.model_dir)
+        langs = [x.strip() for x in (args.langs or "").split(",") if x.strip()]
+        if args.langs is not None and not langs:
+            raise ValueError("--langs: give at least one language code")
+
+        from genre_fairseq.hub import mGENRE
+        from genre_fairseq.name_table import NameTable
+        from genre_fairseq.prefix_tree import PrefixTree
+
+        model = mGENRE.from_pretrained(args.model_dir, device="cpu")
+        table = NameTable.load(os.path.join(args.model_dir, NAMES))
+        tree = PrefixTree.load(os.path.join(args.model_dir, TRIE))
+        if langs:
+            kb_langs = sorted({lang for lang, _ in table})
+            tree = restrict_to_langs(tree, langs, kb_langs, model.tgt_dict, model.bpe)
+        loaded = time.time()
+        results = model.sample([item.sentence for item in items], beam=args.beam, trie=tree, name_table=table,
+                               marginalize=not args.no_marginalize, max_len_b=32)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"quickstart: error: {e}", file=sys.stderr)
+        return 2
+    print(f"model: {args.model_dir} ({sum(p.numel() for p in model.models[0].parameters()):,} parameters); "
+          f"KB: {table.num_entities:,} CLDR entities, {len(table):,} (lang, name) pairs"
+          + (f"; names restricted to {', '.join(langs)}" if langs else ""))
+    print("rank. entity id   score  English name              name >> lang identifiers (score)\n")
+    checks = []
+    for item, ranked in zip(items, results):
+        checks.append(print_result(item, ranked, table, args.top))
+        print()
+    done = time.time()
+    graded = [c for c in checks if c is not None]
+    summary = f"{len(items)} sentences linked in {done - loaded:.1f} s (loading {loaded - started:.1f} s)"
+    if graded:
+        summary += f"; top entity as expected for {sum(graded)}/{len(graded)}"
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
