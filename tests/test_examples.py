@@ -1,4 +1,4 @@
-"""Every example runs: the README's main command (examples/demo/run.sh), with fewer updates."""
+"""Every example runs: the demo (examples/demo/run.sh), the quickstart's training script and the cldr_mel miniature, with fewer updates."""
 
 import os
 import subprocess
@@ -84,6 +84,12 @@ def test_cldr_mel_smoke_run(tmp_path):
     # one identifier per entity: marginalization cannot change a canonical model's ranking
     assert results["canonical"]["unseen"]["marginalized"] == results["canonical"]["unseen"]["best_name"]
     assert results["canonical"]["seen"]["marginalized"] == results["canonical"]["seen"]["best_name"]
+    rows = [line.split("\t") for line in open(tmp_path / "lang_name" / "predictions.tsv", encoding="utf-8")]
+    assert len(rows) == 55 and {r[0] for r in rows} == {"unseen", "seen"} and all(len(r) == 7 for r in rows)
+    for test, n in (("unseen", 35), ("seen", 20)):  # the file and the accuracies agree
+        for column, mode in ((3, "marginalized"), (5, "best_name")):
+            right = sum(r[2] == r[column] for r in rows if r[0] == test)
+            assert abs(right / n - results["lang_name"][test][mode]["micro"]) < 1e-12
     table = open(tmp_path / "results.md", encoding="utf-8").read()
     assert table.count("\n| ") == 5  # header and the four configs
 

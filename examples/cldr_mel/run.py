@@ -28,7 +28,9 @@ the mean over languages; with and without inference-time marginalization (log-su
 entity's names in the beam of ``log p / L ** 0.5``). The SentencePiece model is trained on the names
 of all sixteen languages (standing in for mBART's multilingual vocabulary), so unseen-language text
 is tokenized without ``<unk>``. Everything is deterministic given ``--seed`` (up to float arithmetic).
-Results: ``WORK/results.json`` and ``WORK/results.md``.
+Results: ``WORK/results.json``, ``WORK/results.md``, and each config's predictions in
+``WORK/CONFIG/predictions.tsv`` (test set, lang, gold id, top entity marginalized, its best
+identifier, top entity by best name, source sentence).
 """
 from __future__ import annotations
 
@@ -203,9 +205,10 @@ def evaluate(work: str, config: str, tree_path: str, table_path: str, spm_model:
         shutil.copyfile(f"{work}/{config}/bin/dict.{side}.txt", f"{ckpt}/dict.{side}.txt")
     model = mGENRE.from_pretrained(ckpt, "checkpoint_last.pt", sentencepiece_model=spm_model, device="cpu")
     tree, table = PrefixTree.load(tree_path), NameTable.load(table_path)
-    result = {}
+    result, rows = {}, []
     for name, examples in tests.items():
         result[name] = {}
+        top = {}
         for marginalize in (True, False):
             ranked = model.sample([x[0] for x in examples], beam=10, trie=tree, name_table=table,
                                   marginalize=marginalize, max_len_b=32, batch_size=batch_size)
@@ -213,6 +216,11 @@ def evaluate(work: str, config: str, tree_path: str, table_path: str, spm_model:
             for (_, gold, lang), entities in zip(examples, ranked):
                 hits[lang].append(bool(entities) and entities[0]["id"] == gold)
             result[name]["marginalized" if marginalize else "best_name"] = accuracy(hits)
+            top[marginalize] = [(e[0]["id"] or "-", e[0]["texts"][0]) if e else ("-", "") for e in ranked]
+        rows += [(name, lang, gold, *top[True][i], top[False][i][0], source)
+                 for i, (source, gold, lang) in enumerate(examples)]
+    # test set, lang, gold, top entity (marginalized), its best identifier, top entity (best name), source
+    write_lines(f"{work}/{config}/predictions.tsv", ("\t".join(r) for r in rows))
     return result
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job end to end on an embedded, synthetic knowledge base (about 35 s on 2 CPU cores):
+# Train and link end to end on an embedded, synthetic knowledge base (about 35 s on 2 CPU cores):
 # data -> fairseq-preprocess -> fairseq-train --task genre -> genre-trie build -> fairseq-generate --trie.
 # Usage: bash examples/demo/run.sh [WORKDIR]   (default: a new temporary directory)
 # DEMO_UPDATES=N sets the number of training updates (default 300).
