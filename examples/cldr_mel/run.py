@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -168,8 +169,6 @@ def train_model(work: str, config: str, pairs, spm_model: str, dict_path: str, a
             qs_spm.encode(spm_model, src, out)
     bin_dir = f"{d}/bin"
     if os.path.isdir(bin_dir):
-        import shutil
-
         shutil.rmtree(bin_dir)
     run(["fairseq-preprocess", "--source-lang", "source", "--target-lang", "target", "--trainpref", f"{d}/train.spm",
          "--destdir", bin_dir, "--srcdict", dict_path, "--joined-dictionary", "--workers", "1"], f"{d}/preprocess.log")
@@ -193,10 +192,13 @@ def train_model(work: str, config: str, pairs, spm_model: str, dict_path: str, a
     return time.time() - started
 
 
+def _shown(entity) -> str:
+    """An entity's id for predictions.tsv ("-" when there is none, or no entity)."""
+    return (entity["id"] or "-") if entity else "-"
+
+
 def evaluate(work: str, config: str, tree_path: str, table_path: str, spm_model: str, tests, batch_size: int):
     """{test set: {"marginalized": accuracy, "best_name": accuracy}} of one trained config."""
-    import shutil
-
     from genre_fairseq.hub import mGENRE
     from genre_fairseq.name_table import NameTable
     from genre_fairseq.prefix_tree import PrefixTree
@@ -209,17 +211,18 @@ def evaluate(work: str, config: str, tree_path: str, table_path: str, spm_model:
     result, rows = {}, []
     for name, examples in tests.items():
         result[name] = {}
-        top = {}
-        for marginalize in (True, False):
-            ranked = model.sample([x[0] for x in examples], beam=10, trie=tree, name_table=table,
-                                  marginalize=marginalize, max_len_b=32, batch_size=batch_size)
+        # one decoding: an entity's best-name score is the first (highest) of its member scores
+        ranked = model.sample([x[0] for x in examples], beam=10, trie=tree, name_table=table,
+                              marginalize=True, max_len_b=32, batch_size=batch_size)
+        top = {True: [e[0] if e else None for e in ranked],
+               False: [max(e, key=lambda entity: entity["scores"][0]) if e else None for e in ranked]}
+        for marginalize, best in top.items():
             hits: Dict[str, List[bool]] = defaultdict(list)
-            for (_, gold, lang), entities in zip(examples, ranked):
-                hits[lang].append(bool(entities) and entities[0]["id"] == gold)
+            for (_, gold, lang), entity in zip(examples, best):
+                hits[lang].append(entity is not None and entity["id"] == gold)
             result[name]["marginalized" if marginalize else "best_name"] = accuracy(hits)
-            top[marginalize] = [(e[0]["id"] or "-", e[0]["texts"][0]) if e else ("-", "") for e in ranked]
-        rows += [(name, lang, gold, *top[True][i], top[False][i][0], source)
-                 for i, (source, gold, lang) in enumerate(examples)]
+        rows += [(name, lang, gold, _shown(m), m["texts"][0] if m else "", _shown(b), source)
+                 for (source, gold, lang), m, b in zip(examples, top[True], top[False])]
     # test set, lang, gold, top entity (marginalized), its best identifier, top entity (best name), source
     write_lines(f"{work}/{config}/predictions.tsv", ("\t".join(r) for r in rows))
     return result
