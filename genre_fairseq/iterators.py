@@ -56,15 +56,4 @@ def stop_prefetch_threads(timeout: float = 60.0) -> int:
     return stopped
 
 
-_registered = False
-
-
-def register() -> None:
-    """Run :func:`stop_prefetch_threads` at interpreter exit (idempotent)."""
-    global _registered
-    if not _registered:
-        atexit.register(stop_prefetch_threads)
-        _registered = True
-
-
-register()
+atexit.register(stop_prefetch_threads)  # the module is imported once, with the plugin
