@@ -432,14 +432,17 @@ class _Container:
                 raise self.error(f"bad magic {head[:8]!r} ({what})")
             if len(head) < _PREAMBLE.size:
                 raise self.error(f"truncated: {size} bytes, shorter than the {_PREAMBLE.size}-byte header")
-            _, version, json_len, crc, _, file_len = _PREAMBLE.unpack(head)
+            _, version, json_len, crc, reserved, file_len = _PREAMBLE.unpack(head)
             if version != FORMAT_VERSION:
                 raise self.error(f"unsupported format version {version} (this reader supports {FORMAT_VERSION})")
+            if reserved:  # not covered by the checksum, which is computed with it zero
+                raise self.error("corrupt header (reserved field is not zero)")
             if size < _PREAMBLE.size + json_len or size < file_len:
                 raise self.error(f"truncated: {size} bytes, the header says {max(file_len, _PREAMBLE.size + json_len)}")
             if size > file_len:
                 raise self.error(f"corrupt: {size} bytes, longer than the {file_len} the header says")
             blob = f.read(json_len)
+            self._json_len = json_len
             expected = zlib.crc32(blob, zlib.crc32(_PREAMBLE.pack(magic, version, json_len, 0, 0, file_len)))
             if crc != expected:
                 raise self.error("corrupt header (checksum mismatch)")
@@ -516,7 +519,14 @@ class _Container:
             raise self.error(f"corrupt section {trie!r} ({len(self.tries[trie])} keys, the header says {expected})")
 
     def verify(self, csr: list[tuple[str, str, int]]) -> None:
-        """Checksum every section and check every CSR array fully."""
+        """Checksum every section, check that all padding is zero and check every CSR array fully."""
+        # The header checksum covers [0, 32 + J); sections have their own; the rest is padding,
+        # which the writer zeroes: checked, so that no byte of the file goes unchecked.
+        covered = [(0, _PREAMBLE.size + self._json_len)]
+        covered += sorted((int(e["offset"]), int(e["offset"]) + int(e["nbytes"])) for e in self.header["sections"])
+        for (_, end), (start, _) in zip(covered, covered[1:] + [(len(self._mmap), 0)]):
+            if end < start and self._mmap[end:start].strip(b"\0"):
+                raise self.error(f"corrupt padding (non-zero bytes between {end} and {start})")
         for entry in self.header["sections"]:
             start = entry["offset"]
             crc = 0
@@ -581,9 +591,16 @@ class _Table:
     _TRIES: tuple[str, ...]  # attributes holding mapped tries, replaced on close
 
     @classmethod
-    def load(cls: type[_T], path: PathLike) -> _T:
-        """Open a table file (memory-mapped); ``ValueError`` naming the file and the cause if it is not one."""
-        return cls(_Container(path, cls._MAGIC, cls._KIND, cls._SECTIONS))
+    def load(cls: type[_T], path: PathLike, *, verify: bool = True) -> _T:
+        """Open a table file (memory-mapped), checksummed unless ``verify=False``; ``ValueError`` naming the file."""
+        table = cls(_Container(path, cls._MAGIC, cls._KIND, cls._SECTIONS))
+        if verify:
+            try:
+                table.verify()
+            except BaseException:
+                table.close()
+                raise
+        return table
 
     def __init__(self, container: _Container) -> None:
         """Wrap an opened container; use ``load``."""
@@ -637,12 +654,17 @@ class _Table:
         self.close()
 
     def __reduce__(self) -> tuple:
-        # Pickles as its path (e.g. into DataLoader workers); the receiver maps the file again.
-        return (type(self).load, (self.path,))
+        # Pickles as its path (e.g. into DataLoader workers); the receiver maps the file again,
+        # without re-reading it whole: the sender's load verified it.
+        return (_reopen, (type(self), self.path))
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{name[4:]}={value}" for name, value in self._counts.items())
         return f"{type(self).__name__}({self.path!r}, {counts}, fingerprint={self._fingerprint[:12]!r})"
+
+
+def _reopen(cls: type[_T], path: str) -> _T:
+    return cls.load(path, verify=False)
 
 
 # ----------------------------------------------------------------------------- name table

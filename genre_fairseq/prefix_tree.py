@@ -115,6 +115,8 @@ class _Packed:
             bits = _bits_for(int(values.max()) if n else 0)
         if not 1 <= bits <= 32:
             raise ValueError(f"cannot pack values of {bits} bits")
+        if n and (int(values.min()) < 0 or int(values.max()) >> bits):
+            raise ValueError(f"values {int(values.min())}..{int(values.max())} do not fit in {bits} unsigned bits")
         words = np.zeros(cls.num_words(n, bits), dtype="<u4")
         step = cls.CHUNK
         for a in range(0, n, step):
@@ -260,7 +262,9 @@ class PrefixTree:
             raise ValueError(f"token ids must be < 2**32, got {int(flat.max())}")
         if start_token is not None and lengths.size:
             starts = np.cumsum(lengths) - lengths
-            bad = np.flatnonzero((lengths == 0) | (flat[np.minimum(starts, max(flat.size - 1, 0))] != start_token))
+            # An empty flat (only empty sequences) has no first token to read: every one is bad.
+            firsts = flat[np.minimum(starts, flat.size - 1)] if flat.size else np.full(lengths.size, -1)
+            bad = np.flatnonzero((lengths == 0) | (firsts != start_token))
             if bad.size:
                 i = int(bad[0])
                 seq = flat[starts[i]: starts[i] + min(int(lengths[i]), 8)].tolist()
@@ -301,20 +305,26 @@ class PrefixTree:
             crc = zlib.crc32(memoryview(w).cast("B"), crc)
         meta = self._meta()
         meta["sections_crc32"] = crc
+        meta["header_crc32"] = _header_crc(meta)
         blob = json.dumps(meta, sort_keys=True).encode("utf-8")
         tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob
-            f.write(head + b"\0" * _pad_len(len(head)))
-            for w in words:
-                f.write(memoryview(w).cast("B"))
-                f.write(b"\0" * _pad_len(w.nbytes))
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob
+                f.write(head + b"\0" * _pad_len(len(head)))
+                for w in words:
+                    f.write(memoryview(w).cast("B"))
+                    f.write(b"\0" * _pad_len(w.nbytes))
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
         self.path = path
 
     @classmethod
-    def load(cls, path: str, *, verify: bool = False) -> "PrefixTree":
-        """Memory-map a tree saved by :meth:`save`; ``verify`` also checks checksums and structure."""
+    def load(cls, path: str, *, verify: bool = True) -> "PrefixTree":
+        """Memory-map a tree saved by :meth:`save`, checking checksums and structure unless ``verify=False``."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"prefix tree file not found: {path}")
         size = os.path.getsize(path)
@@ -346,6 +356,10 @@ class PrefixTree:
                 raise ValueError("bad section widths")
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
             raise ValueError(f"{path}: corrupt prefix tree header ({e})") from None
+        if verify:
+            problem = _header_problem(meta, blob)
+            if problem:
+                raise ValueError(f"{path}: corrupt prefix tree header ({problem})")
         pos = _PREFIX.size + meta_len
         pos += _pad_len(pos)
         expected = pos + sum(4 * _Packed.num_words(n, bits) + _pad_len(4 * _Packed.num_words(n, bits))
@@ -355,11 +369,19 @@ class PrefixTree:
         if size > expected:
             raise ValueError(f"{path}: corrupt prefix tree file ({size} bytes, header says {expected})")
         arrays: Dict[str, _Packed] = {}
+        # Padding is zero in a file `save` wrote: checked too, so that no byte of the file is unchecked.
+        gaps = [(_PREFIX.size + meta_len, _pad_len(_PREFIX.size + meta_len))]
         for name, n, bits in sections:
             nw = _Packed.num_words(n, bits)
             arrays[name] = _Packed(np.memmap(path, dtype="<u4", mode="r", offset=pos, shape=(nw,)), n, bits)
+            gaps.append((pos + 4 * nw, _pad_len(4 * nw)))
             pos += 4 * nw + _pad_len(4 * nw)
         if verify:
+            with open(path, "rb") as f:
+                for start, length in gaps:
+                    f.seek(start)
+                    if length and f.read(length).strip(b"\0"):
+                        raise ValueError(f"{path}: corrupt prefix tree file (non-zero padding at byte {start})")
             crc = 0
             for name in _SECTIONS:
                 crc = zlib.crc32(memoryview(np.ascontiguousarray(arrays[name].words)).cast("B"), crc)
@@ -628,6 +650,31 @@ class PrefixTree:
 
 
 # ---------------------------------------------------------------------------- checks on load
+_HEADER_FIELDS = {"num_nodes", "num_edges", "single", "multi", "root", "num_sequences", "sections",
+                  "dictionary_fingerprint", "start_token", "identifier_format", "name_table_fingerprint",
+                  "max_token", "sections_crc32", "header_crc32"}
+
+
+def _header_crc(meta: dict) -> int:
+    """CRC-32 of the header's canonical JSON without its own ``header_crc32`` field."""
+    rest = {k: v for k, v in meta.items() if k != "header_crc32"}
+    return zlib.crc32(json.dumps(rest, sort_keys=True).encode("utf-8"))
+
+
+def _header_problem(meta: dict, blob: bytes) -> Optional[str]:
+    """Why the header bytes are not the ones `save` wrote, or None."""
+    # `save` writes canonical JSON: any other byte sequence that parses (a changed space) is damage.
+    if json.dumps(meta, sort_keys=True).encode("utf-8") != blob:
+        return "not the JSON this code writes"
+    unknown = sorted(set(meta) - _HEADER_FIELDS)
+    if unknown:  # a damaged field name, or a file this code did not write
+        return f"unknown field {unknown[0]!r}"
+    # Files written before the header had a checksum lack the field; their sections are still checked.
+    if "header_crc32" in meta and meta["header_crc32"] != _header_crc(meta):
+        return "checksum mismatch"
+    return None
+
+
 def _layout_problem(arrays: Dict[str, _Packed], layout: Dict[str, int], *, deep: bool) -> Optional[str]:
     """What is inconsistent between the header's counts and the arrays, or None.
 
