@@ -32,6 +32,7 @@ from tqdm import tqdm
 # fairseq logs INFO lines at import time; keep this command's output clean.
 logging.getLogger("fairseq").setLevel(logging.WARNING)
 
+from .outputs import atomic_path, check_output, os_error_line  # noqa: E402
 from .datasets import (FORMATS, DatasetError, Mention, ReadReport, detect_format, iter_json_lines,  # noqa: E402
                        read_dataset)
 
@@ -242,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cut-offs of recall@k (default 1,5,10)")
     p.add_argument("--output-json", metavar="FILE", help="write every figure as JSON to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-verify", action="store_true",
+                   help="do not checksum --trie, --name-table and --candidates-from before use "
+                   "(for files verified once, e.g. by 'genre-trie inspect')")
 
     src = p.add_argument_group("what to score (exactly one)")
     what = src.add_mutually_exclusive_group(required=True)
@@ -315,9 +319,22 @@ def _check_options(args: argparse.Namespace) -> None:
     for option in ("trie", "name_table", "candidates_from"):
         path = getattr(args, option)
         if path is not None and not os.path.isfile(path):
-            raise UsageError(f"--{option.replace('_', '-')} {path}: file not found")
+            raise UsageError(f"--{option.replace('_', '-')} {path}: "
+                             + ("is a directory, expected a file" if os.path.isdir(path) else "file not found"))
     if not os.path.isdir(args.model_dir):
         raise UsageError(f"--model-dir {args.model_dir}: not a directory")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths that are inputs or cannot be written, before any work (a long decoding) starts."""
+    inputs = [args.data, args.predictions, args.trie, args.name_table, args.candidates_from,
+              args.sentencepiece_model, args.gpt2_encoder_json, args.gpt2_vocab_bpe]
+    if args.model_dir is not None:
+        inputs.append(os.path.join(args.model_dir, args.checkpoint_file or "model.pt"))
+    if args.output_json:
+        check_output(args.output_json, "--output-json", inputs)
+    if args.write_predictions:
+        check_output(args.write_predictions, "--write-predictions", inputs + [args.output_json])
 
 
 class _KB:
@@ -334,7 +351,7 @@ class _KB:
             if not os.path.isfile(path):
                 raise UsageError(f"--{option.replace('_', '-')} {path}: file not found")
             try:
-                setattr(self, attr, cls.load(path))
+                setattr(self, attr, cls.load(path, verify=not args.no_verify))
             except ValueError as e:
                 raise UsageError(f"--{option.replace('_', '-')} {path}: {e}") from None
         self.k = args.candidates_k
@@ -375,7 +392,8 @@ def _mentions(args: argparse.Namespace, report: ReadReport) -> Iterator[Mention]
 
 def _score_predictions(args: argparse.Namespace, kb: _KB, scorer: Scorer, report: ReadReport) -> dict:
     if not os.path.isfile(args.predictions):
-        raise UsageError(f"--predictions {args.predictions}: file not found")
+        raise UsageError(f"--predictions {args.predictions}: "
+                         + ("is a directory, expected a file" if os.path.isdir(args.predictions) else "file not found"))
     pred_report = ReadReport()
     predictions = read_predictions(args.predictions, strict=args.strict, report=pred_report)
     for mention in tqdm(_mentions(args, report), desc="scoring", unit=" mentions", disable=args.quiet):
@@ -411,7 +429,10 @@ def _run_model(args: argparse.Namespace, kb: _KB, scorer: Scorer, report: ReadRe
     model = cls.from_pretrained(args.model_dir, args.checkpoint_file or "model.pt", bpe=bpe,
                                 sentencepiece_model=args.sentencepiece_model, gpt2_encoder_json=args.gpt2_encoder_json,
                                 gpt2_vocab_bpe=args.gpt2_vocab_bpe, device=args.device)
-    tree = PrefixTree.load(args.trie)
+    try:
+        tree = PrefixTree.load(args.trie, verify=not args.no_verify)
+    except ValueError as e:
+        raise UsageError(f"--trie {e}") from None
     # Candidates (the record's, or --candidates-from) are entity ids: they can restrict id predictions only.
     restrict = not args.no_restrict and args.predict == "ids"
     settings = {"model_dir": args.model_dir, "model_type": args.model_type, "trie": args.trie,
@@ -419,7 +440,10 @@ def _run_model(args: argparse.Namespace, kb: _KB, scorer: Scorer, report: ReadRe
                 "beam": args.beam or 10, "max_len_b": args.max_len_b or 32, "marginalize": args.marginalize,
                 "marginalize_alpha": 0.5 if args.marginalize_alpha is None else args.marginalize_alpha,
                 "restrict_to_candidates": restrict, "mentions_restricted": 0}
-    out = open(args.write_predictions, "w", encoding="utf-8") if args.write_predictions else None
+    # Written under a temporary name and renamed when complete: a failed run leaves no partial file.
+    tmp = f"{args.write_predictions}.tmp{os.getpid()}" if args.write_predictions else None
+    out = open(tmp, "w", encoding="utf-8") if tmp else None
+    done = False
     try:
         with tqdm(desc="linking", unit=" mentions", disable=args.quiet) as bar:
             for batch in _batches(_mentions(args, report), args.batch_size or 32):
@@ -432,9 +456,14 @@ def _run_model(args: argparse.Namespace, kb: _KB, scorer: Scorer, report: ReadRe
                         row.update({"error": error} if error is not None else {"scores": scores})
                         out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 bar.update(len(batch))
+        done = True
     finally:
         if out is not None:
             out.close()
+            if done:
+                os.replace(tmp, args.write_predictions)
+            elif os.path.exists(tmp):
+                os.remove(tmp)
     return settings
 
 
@@ -502,6 +531,7 @@ def _predictions_of(entries: List[dict], predict: str, fmt: str) -> Tuple[List[s
 def run(args: argparse.Namespace) -> dict:
     """Evaluate as the parsed options say; return the JSON-ready results."""
     _check_options(args)
+    _check_outputs(args)
     if args.format == "auto":
         args.format = detect_format(args.data)
     kb = _KB(args)
@@ -529,11 +559,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         results = run(args)
         if args.output_json:
-            with open(args.output_json, "w", encoding="utf-8") as f:
+            with atomic_path(args.output_json) as tmp, open(tmp, "w", encoding="utf-8") as f:
                 json.dump(results, f, indent=2, ensure_ascii=False)
                 f.write("\n")
-    except (UsageError, DatasetError, ValueError, FileNotFoundError) as e:
+    except (UsageError, DatasetError, ValueError) as e:
         print(f"genre-evaluate: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a directory where a file is expected, no permission, a full disk, ...
+        print(f"genre-evaluate: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genre-evaluate: interrupted", file=sys.stderr)

@@ -323,8 +323,13 @@ class PrefixTree:
         self.path = path
 
     @classmethod
-    def load(cls, path: str, *, verify: bool = True) -> "PrefixTree":
-        """Memory-map a tree saved by :meth:`save`, checking checksums and structure unless ``verify=False``."""
+    def load(cls, path: str, *, verify: bool = True, deep: bool = False) -> "PrefixTree":
+        """Memory-map a tree saved by :meth:`save`, checksummed unless ``verify=False``; ``deep`` reads every array.
+
+        The checksums prove the bytes are the ones :meth:`save` wrote, which is all accidental
+        damage can change; ``deep`` also bounds-checks every value (about 4x the time of the
+        checksums), for files whose checksums may have been forged.
+        """
         if not os.path.exists(path):
             raise FileNotFoundError(f"prefix tree file not found: {path}")
         size = os.path.getsize(path)
@@ -387,7 +392,7 @@ class PrefixTree:
                 crc = zlib.crc32(memoryview(np.ascontiguousarray(arrays[name].words)).cast("B"), crc)
             if crc != meta.get("sections_crc32"):
                 raise ValueError(f"{path}: corrupt prefix tree file (checksum mismatch)")
-        problem = _layout_problem(arrays, layout, deep=verify)
+        problem = _layout_problem(arrays, layout, deep=deep)
         if problem:
             raise ValueError(f"{path}: corrupt prefix tree file ({problem})")
         tree = cls(

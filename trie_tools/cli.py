@@ -22,6 +22,7 @@ from tqdm import tqdm
 # fairseq logs INFO lines at import time (optional dependencies); keep this command's output clean.
 logging.getLogger("fairseq").setLevel(logging.WARNING)
 
+from genre_fairseq.outputs import check_output, os_error_line  # noqa: E402
 from genre_fairseq.name_table import MENTION_TABLE_MAGIC, NAME_TABLE_MAGIC, MentionTable, NameTable  # noqa: E402
 from genre_fairseq.prefix_tree import IDENTIFIER_FORMATS, MAGIC, PrefixTree, dictionary_fingerprint  # noqa: E402
 
@@ -44,6 +45,17 @@ def _say(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr if getattr(args, "quiet", False) else sys.stdout)
 
 
+def _check_input(path: str, option: str = "") -> None:
+    """Refuse an input that is missing, not a regular file or unreadable, naming it."""
+    where = f"{option} {path}".strip()
+    if os.path.isdir(path):
+        raise UsageError(f"{where}: is a directory, expected a file")
+    if not os.path.exists(path):
+        raise UsageError(f"{where}: file not found")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{where}: no permission to read")
+
+
 # ----------------------------------------------------------------------------- names
 
 
@@ -64,9 +76,12 @@ def cmd_names(args: argparse.Namespace) -> None:
                          f"{len(redirect_langs)} --lang)")
     if args.tsv and (redirect_pairs or args.classes is not None):
         raise UsageError("--redirects and --classes apply to --wikidata input only")
-    for path in ([args.wikidata or args.tsv] + [p for pair in redirect_pairs for p in pair]):
-        if not os.path.isfile(path):
-            raise UsageError(f"{path}: file not found")
+    inputs = [args.wikidata or args.tsv] + [p for pair in redirect_pairs for p in pair]
+    for path in inputs:
+        _check_input(path)
+    check_output(args.output, "--output", inputs)
+    if args.mentions:
+        check_output(args.mentions, "--mentions", inputs + [args.output])
     stats = NamesStats()
     started = time.time()
     if args.wikidata:
@@ -138,12 +153,18 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     if bool(args.tokenized) == bool(args.names):
         raise UsageError("give exactly one of --names KB.names or --tokenized FILE")
+    _check_input(args.dict, "--dict")
+    inputs = [args.names, args.tokenized, args.dict, args.sentencepiece, args.gpt2_encoder_json,
+              args.gpt2_vocab_bpe, args.counts]
+    check_output(args.output, "--output", inputs)
+    if args.format == "canonical" and args.names:
+        canonical_path = args.canonical_table or os.path.splitext(args.output)[0] + ".canonical.names"
+        check_output(canonical_path, "--canonical-table", inputs + [args.output])
     dictionary = load_dictionary(args.dict)
     fingerprint = dictionary_fingerprint(dictionary)
     started = time.time()
     if args.tokenized:
-        if not os.path.isfile(args.tokenized):
-            raise UsageError(f"--tokenized {args.tokenized}: file not found")
+        _check_input(args.tokenized, "--tokenized")
         tree = PrefixTree.from_sequences(
             _tokenized_sequences(args.tokenized, dictionary, not args.quiet),
             dictionary_fingerprint=fingerprint, start_token=dictionary.eos(), identifier_format=args.format)
@@ -159,10 +180,9 @@ def cmd_build(args: argparse.Namespace) -> None:
         spec.build()
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if not os.path.isfile(args.names):
-        raise UsageError(f"--names {args.names}: file not found")
+    _check_input(args.names, "--names")
     langs = _split_list(args.langs)
-    table = NameTable.load(args.names)
+    table = NameTable.load(args.names, verify=not args.no_verify)
     skipped: List[str] = []
     if args.format == "canonical":
         counts = read_counts(args.counts) if args.counts else None
@@ -212,8 +232,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    if not os.path.isfile(args.file):
-        raise UsageError(f"{args.file}: file not found")
+    _check_input(args.file)
     with open(args.file, "rb") as f:
         magic = f.read(8)
     if magic == MAGIC:
@@ -225,7 +244,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 
 def _inspect_tree(args: argparse.Namespace) -> None:
-    tree = PrefixTree.load(args.file, verify=True)
+    tree = PrefixTree.load(args.file, deep=True)
     print(f"kind: prefix tree\nfile: {args.file}\nversion: {_version(args.file)}")
     print(f"sequences: {len(tree)}\nnodes: {tree.num_nodes}\nedges: {tree.num_edges}")
     print("bits: " + ", ".join(f"{k} {v}" for k, v in tree.bit_widths.items()))
@@ -326,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encoding processes (default: up to 4 CPUs)")
     p.add_argument("--output", required=True, metavar="KB.trie", help="where to write the tree")
     p.add_argument("--strict", action="store_true", help="stop at the first identifier that cannot be encoded")
+    p.add_argument("--no-verify", action="store_true",
+                   help="do not checksum --names before use (for a file verified once, e.g. by 'genre-trie inspect')")
     p.add_argument("--quiet", action="store_true", help="no progress bars; the summary goes to stderr")
     p.set_defaults(func=cmd_build)
 
@@ -348,8 +369,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger("trie_tools").setLevel(logging.ERROR)
     try:
         args.func(args)
-    except (UsageError, InputError, ValueError, FileNotFoundError) as e:
+    except (UsageError, InputError, ValueError) as e:
         print(f"genre-trie {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a directory where a file is expected, no permission, a full disk, ...
+        print(f"genre-trie {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"genre-trie {args.command}: interrupted", file=sys.stderr)

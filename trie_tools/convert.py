@@ -612,6 +612,12 @@ def convert(
 
 def cmd_convert(args: argparse.Namespace) -> None:
     """The ``convert`` subcommand: print the summary line; ValueError on bad input."""
+    from genre_fairseq.outputs import check_output
+
+    if not os.path.isfile(args.from_genre):
+        raise ValueError(f"--from-genre {args.from_genre}: " + ("is a directory, expected a file"
+                         if os.path.isdir(args.from_genre) else "file not found"))
+    check_output(args.output, "--output", [args.from_genre, args.dict])
     print(
         convert(
             args.from_genre,

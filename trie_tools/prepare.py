@@ -35,6 +35,7 @@ from genre_fairseq.hub import cut_around_mention  # noqa: E402
 from genre_fairseq.identifiers import FORMATS as IDENTIFIER_FORMATS  # noqa: E402
 from genre_fairseq.identifiers import format_identifier  # noqa: E402
 from genre_fairseq.name_table import NameTable  # noqa: E402
+from genre_fairseq.outputs import check_output_dir, os_error_line  # noqa: E402
 
 from .encode import GPT2Tokenizer, SentencePieceTokenizer, TargetEncoder, load_dictionary  # noqa: E402
 
@@ -374,6 +375,20 @@ def _inputs(args: argparse.Namespace) -> List[Tuple[str, str]]:
     return out
 
 
+def _check_outputs(args: argparse.Namespace, inputs: List[Tuple[str, str]]) -> None:
+    """Refuse --output/--destdir directories that cannot be written or whose files would replace an input."""
+    given = [path for _, path in inputs] + [args.name_table, args.sentencepiece, args.gpt2_encoder_json,
+                                            args.gpt2_vocab_bpe, args.srcdict, args.tgtdict]
+    files = [f"{split}{bpe}.{side}{tmp}" for split in SPLITS for bpe in ("", ".bpe")
+             for side in ("source", "target", "group") for tmp in ("", ".tmp")]
+    check_output_dir(args.output, "--output", given, files)
+    if args.destdir:
+        check_output_dir(args.destdir, "--destdir", given,
+                         ["dict.source.txt", "dict.target.txt", "preprocess.log"]
+                         + [f"{split}.source-target.{side}.{ext}" for split in SPLITS
+                            for side in ("source", "target") for ext in ("bin", "idx")])
+
+
 def _split_list(value: Optional[str]) -> List[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -436,6 +451,7 @@ def prepare(args: argparse.Namespace) -> PrepareStats:
         if _gold_kind(args, data_format) == "ids" and args.name_table is None:
             raise UsageError(f"{path}: gold entities are ids ({data_format}); give --name-table to turn them into "
                              "names (or --gold names if they already are names)")
+    _check_outputs(args, inputs)
     encoding = _build_encoding(args)
     table = _load_table(args, fmt)
     langs = set(_split_list(args.langs)) or None
@@ -674,8 +690,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             counts = binarize(args, stats.writers)
             print(f"{args.destdir}: binarized " + ", ".join(f"{s} {n:,} examples" for s, n in counts.items())
                   + " (fairseq-preprocess)", file=out)
-    except (UsageError, DatasetError, ValueError, FileNotFoundError) as e:
+    except (UsageError, DatasetError, ValueError) as e:
         print(f"genre-prepare: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a directory where a file is expected, no permission, a full disk, ...
+        print(f"genre-prepare: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genre-prepare: interrupted", file=sys.stderr)
