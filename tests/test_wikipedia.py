@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trie_tools import wikipedia
+from trie_tools._io import InputError
 from trie_tools.wikipedia import (
     PageRow,
     RedirectRow,
@@ -235,14 +236,17 @@ def test_malformed_rows_are_counted_with_line_numbers(tmp_path):
     dump = tmp_path / "page.sql"
     dump.write_bytes(MALFORMED_SQL)
     stats = SqlStats()
-    assert [p.page_id for p in iter_pages(dump, stats=stats, chunk_size=16)] == [1, 5, 8]
+    # Row 6's string swallows "),(7,0,": the reader resumes at "(7" and keeps row 7.
+    assert [p.page_id for p in iter_pages(dump, stats=stats, chunk_size=16)] == [1, 5, 7, 8]
     assert stats.malformed == 6 and stats.undecodable == 1
     assert stats.malformed_lines == [2, 2, 2, 3, 5, 6, 7]
     reasons = [reason for _, reason in stats.examples]
     assert reasons[0] == "bad value b'Bare_word'"
     assert reasons[1] == "fewer than 3 columns"
     assert reasons[2].startswith("not UTF-8")
-    assert reasons[3] == reasons[6] == "malformed row; rest of the statement skipped"
+    assert reasons[3] == ("malformed row (value 3: expected ',' or ')' after it, found b\"Lost',0);\\nINSERT INT\"); "
+                          "resumed at the next row")
+    assert reasons[6] == "malformed row (value 3: a string that is never closed); rest of the statement skipped"
     assert "column list" in reasons[4]
 
 
@@ -352,3 +356,27 @@ def test_round_trip_of_random_rows(scratch, case, chunk_size):
     assert list(iter_sql_rows(scratch, "t", ncols, chunk_size=chunk_size, stats=stats)) == rows
     assert stats.malformed == 0 and stats.read == len(rows)
     assert list(iter_sql_rows(scratch, "t", 1, chunk_size=chunk_size)) == [row[:1] for row in rows]
+
+
+@pytest.mark.parametrize("row,cause,kept,then", [
+    (b"(1,0,'A'),x(2,0,'B'),(3,0,'C');", "expected '(' to start a row, found b\"x(2,0,'B'),(3,0,'C')\"", [1, 3],
+     "resumed at the next row"),
+    # No "),(" after the bad row: nothing to resume at.
+    (b"(1,0,'A'),(2,0,'B')x,(3,0,'C');", "after the row's ')': expected ',' or ';', found b\"x,(3,0,'C');\\n\"",
+     [1], "rest of the statement skipped"),
+])
+def test_a_malformed_row_names_its_cause_and_the_next_row_is_read(tmp_path, row, cause, kept, then):
+    dump = tmp_path / "page.sql"
+    dump.write_bytes(b"INSERT INTO `page` VALUES " + row + b"\n")
+    stats = SqlStats()
+    assert [p.page_id for p in iter_pages(dump, stats=stats)] == kept
+    assert stats.malformed == 1 and stats.read == len(kept) + 1
+    assert stats.examples == [(1, f"malformed row ({cause}); {then}")]
+
+
+def test_page_and_redirect_dumps_in_the_wrong_order_are_refused(tmp_path):
+    with pytest.raises(InputError, match=r"redirect\.sql: no INSERT INTO `page` statement, but 2 into `redirect`: "
+                                         r"this is the redirect dump, not the page dump \(files given in the wrong"):
+        list(iter_pages(FIXTURES / "redirect.sql"))
+    with pytest.raises(InputError, match=r"page\.sql: no INSERT INTO `redirect` statement, but 2 into `page`"):
+        list(iter_redirects(FIXTURES / "page.sql"))

@@ -216,6 +216,7 @@ def _scan(
     row_match = _row_pattern(ncols).match
     any_row_match = _ANY_ROW.match
     outer_match = _OUTER.match
+    others: Dict[str, int] = {}  # INSERT statements into other tables, by table name
     with open_binary(path) as fh:
         s = _Scanner(fh, chunk_size)
         s.refill()
@@ -224,6 +225,12 @@ def _scan(
                 # Between statements.
                 buf, pos = s.buf, s.pos
                 if pos >= len(buf) and s.eof:
+                    if stats.statements == 0 and others:
+                        # Not a dump of this table at all: zero rows would pass for an empty wiki.
+                        other = max(others, key=others.get).decode("utf-8", "replace")
+                        raise InputError(f"{path}: no INSERT INTO `{table}` statement, but {sum(others.values())} "
+                                         f"into `{other}`: this is the {other} dump, not the {table} dump "
+                                         f"(files given in the wrong order?)")
                     return
                 m = outer_match(buf, pos)
                 if m is None or (m.end() == len(buf) and not s.eof):
@@ -249,9 +256,11 @@ def _scan(
                                       strict=strict)
                         s.skip_line()
                         continue
-                elif m.group("columns") is not None:
-                    s.skip_line()
-                    continue
+                else:
+                    others[name] = others.get(name, 0) + 1
+                    if m.group("columns") is not None:
+                        s.skip_line()
+                        continue
                 # Rows of one INSERT statement: the hot loop, with the window in local variables.
                 match = row_match if mine else any_row_match
                 buf, pos, size = s.buf, s.pos, len(s.buf)
@@ -298,15 +307,62 @@ def _scan(
                             s.pos = pos
                             break
                         continue
-                    # The rest of the statement cannot be tokenized: skip it.
+                    # The row cannot be tokenized: say why, and resume at the next row of the statement
+                    # if one can be found before the statement's end ("),(" is where mysqldump starts one).
                     stats.malformed += 1
-                    if mine:
-                        stats.problem(s.line_at(pos), "malformed row; rest of the statement skipped",
+                    if not mine:
+                        s.skip_line()
+                        break
+                    stats.read += 1
+                    cause = _row_problem(buf, pos, ncols)
+                    nxt = buf.find(b"),(", pos + 1)
+                    stop = buf.find(b");\n", pos + 1)
+                    if nxt >= 0 and (stop < 0 or nxt < stop):
+                        stats.problem(s.line_at(pos), f"malformed row ({cause}); resumed at the next row",
                                       strict=strict)
+                        pos = nxt + 2
+                        continue
+                    stats.problem(s.line_at(pos), f"malformed row ({cause}); rest of the statement skipped",
+                                  strict=strict)
                     s.skip_line()
                     break
         finally:
             stats.log(logger)
+
+
+_VALUE_AT = re.compile(rb"\s*" + _VALUE + rb"\s*", re.DOTALL)
+
+
+def _row_problem(buf: bytes, pos: int, ncols: int) -> str:
+    """What is wrong with the row that starts at ``buf[pos]``, in words."""
+    size = len(buf)
+    while pos < size and buf[pos] in b" \t\r\n":
+        pos += 1
+    if buf[pos: pos + 1] != b"(":
+        return f"expected '(' to start a row, found {buf[pos: pos + 20]!r}"
+    pos += 1
+    for k in range(1, 1 << 16):
+        if buf[pos: pos + 1].lstrip() == b"" and pos >= size:
+            return f"the file ends inside value {k}"
+        m = _VALUE_AT.match(buf, pos)
+        if m is None:
+            if buf[pos: pos + 1] == b"'" or buf[pos:].lstrip()[:1] == b"'":
+                return f"value {k}: a string that is never closed"
+            return f"value {k}: unexpected {buf[pos: pos + 20]!r}"
+        pos = m.end()
+        after = buf[pos: pos + 1]
+        if after == b",":
+            pos += 1
+            continue
+        if after == b")":
+            nxt = buf[pos + 1: pos + 2]
+            if nxt in (b",", b";"):
+                return "the row's columns could not be read"  # pragma: no cover - the row pattern matches
+            return f"after the row's ')': expected ',' or ';', found {buf[pos + 1: pos + 21]!r}"
+        if not after:
+            return f"the file ends after value {k}"
+        return f"value {k}: expected ',' or ')' after it, found {buf[pos: pos + 20]!r}"
+    return "too many values"
 
 
 def _values(tokens: Tuple[bytes, ...], stats: SqlStats) -> Tuple[SqlValue, ...]:
