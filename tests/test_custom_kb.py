@@ -71,3 +71,16 @@ def test_strict_mode_raises_naming_file_and_line(tmp_path):
     path.write_bytes(BAD)
     with pytest.raises(ValueError, match=r"kb\.tsv:3: expected 3 tab-separated fields"):
         list(iter_custom_kb(path, strict=True))
+
+
+def test_control_characters_in_any_field_are_counted_skips_with_their_line(tmp_path):
+    path = tmp_path / "kb.tsv"
+    path.write_bytes(b"Q1\ten\tGood\nQ\x012\ten\tBad id\nQ3\te\x1bn\tBad lang\nQ4\ten\tBad\x00name\nQ5\tde\tAlso good\n")
+    stats = CustomKBStats()
+    assert list(iter_custom_kb(path, stats=stats)) == [KBName("Q1", "en", "Good"), KBName("Q5", "de", "Also good")]
+    assert stats.counts() == {"read": 5, "kept": 2, "malformed": 3, "comments": 0, "blank": 0}
+    assert stats.examples == [(2, "control character '\\x01' in the entity id 'Q\\x012'"),
+                              (3, "control character '\\x1b' in the language code 'e\\x1bn'"),
+                              (4, "control character '\\x00' in the name 'Bad\\x00name'")]
+    with pytest.raises(ValueError, match=r"kb\.tsv:2: control character '\\x01' in the entity id"):
+        list(iter_custom_kb(path, strict=True))

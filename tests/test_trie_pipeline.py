@@ -306,3 +306,25 @@ def test_inspect_each_kind(kb, capsys):
         assert f"kind: {kind}" in out and f"version: {2 if kind == 'prefix tree' else 1}" in out
     assert run("inspect", kb["names"], "--samples", 50) == 0
     assert "[en] Einstein -> Q937" in capsys.readouterr().out
+
+
+def test_control_characters_in_entity_ids_and_language_codes_are_counted(tmp_path, capsys):
+    dump = tmp_path / "dump.json"
+    dump.write_text(
+        "[\n"
+        '{"type":"item","id":"Q1","labels":{"en":{"language":"en","value":"Good"},'
+        '"e\\u0001n":{"language":"e\\u0001n","value":"Bad lang"}},"sitelinks":{}},\n'
+        '{"type":"item","id":"Q\\u00072","labels":{"en":{"language":"en","value":"Bad id"}},"sitelinks":{}}\n'
+        "]\n", encoding="utf-8")
+    out_path = tmp_path / "c.names"
+    code = run("names", "--wikidata", dump, "--sources", "labels", "--output", out_path)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "skipped=2" in out.out and "language code" in out.out and "entity id" in out.out
+    assert list(NameTable.load(str(out_path))) == [("en", "Good")]
+    tsv = tmp_path / "kb.tsv"
+    tsv.write_bytes(b"Q1\ten\tGood\nQ2\te\x01n\tBad lang\n")
+    assert run("names", "--tsv", tsv, "--output", tmp_path / "t.names") == 0
+    out = capsys.readouterr().out
+    assert f"{tsv}:2 (control character '\\x01' in the language code" in out
+    assert list(NameTable.load(str(tmp_path / "t.names"))) == [("en", "Good")]

@@ -2,12 +2,14 @@
 
 Lines starting with ``#`` and blank lines are skipped. Fields are stripped of surrounding
 whitespace. A line with another number of fields, an empty field, or bytes that are not UTF-8 is
-counted and reported with its line number; with ``strict=True`` it raises ``InputError`` (a
+counted and reported with its line number, and so is a field holding a control character
+(U+0000-U+001F, which no table stores); with ``strict=True`` it raises ``InputError`` (a
 ``ValueError``) naming file and line. The file may be gzip- or bzip2-compressed.
 """
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Optional
 
@@ -16,6 +18,10 @@ from ._io import InputError, PathLike, ReadStats, open_binary
 __all__ = ["CustomKBStats", "InputError", "KBName", "iter_custom_kb"]
 
 logger = logging.getLogger(__name__)
+
+# C0 controls: no table field may hold one (genre_fairseq.name_table's rule); the tab separates fields.
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_FIELDS = ("entity id", "language code", "name")
 
 
 class KBName(NamedTuple):
@@ -68,6 +74,13 @@ def iter_custom_kb(
                 if not all(fields):
                     stats.malformed += 1
                     stats.problem(lineno, "empty field", strict=strict)
+                    continue
+                bad = next((i for i, f in enumerate(fields) if _CONTROL.search(f)), None)
+                if bad is not None:
+                    char = _CONTROL.search(fields[bad]).group()
+                    stats.malformed += 1
+                    stats.problem(lineno, f"control character {char!r} in the {_FIELDS[bad]} {fields[bad]!r}",
+                                  strict=strict)
                     continue
                 stats.kept += 1
                 yield KBName(*fields)

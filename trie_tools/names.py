@@ -130,6 +130,12 @@ def wikidata_names(
                                 stats=dump_stats):
         stats.entities += 1
         qid = entity.id
+        # A damaged id cannot be stored (the table refuses control characters): skip the item, counted.
+        why = _usable(qid, "entity id")
+        if why is not None:
+            stats.skip(qid, "", "", why, strict)
+            stats.no_names += 1
+            continue
         found: List[Tuple[str, str, str, bool]] = []  # source, lang, name, primary
         for lang, title in entity.sitelinks.items():
             found.append(("titles", lang, title, True))
@@ -142,7 +148,7 @@ def wikidata_names(
                 found.append(("aliases", lang, alias, False))
         written = 0
         for source, lang, name, primary in found:
-            why = _usable(name)
+            why = _usable(name) or text_problem(lang, "language code")
             if why is not None:
                 if source in want:
                     stats.skip(qid, lang, name, f"{source}: {why}", strict)
@@ -178,7 +184,7 @@ def tsv_names(
     for entity_id, lang, name in iter_custom_kb(path, strict=strict, stats=kb_stats):
         if lang_set is not None and lang not in lang_set:
             continue
-        why = _usable(name) or _usable(entity_id, "entity id")
+        why = _usable(name) or _usable(entity_id, "entity id") or text_problem(lang, "language code")
         if why is not None:
             stats.skip(entity_id, lang, name, why, strict)
             continue
