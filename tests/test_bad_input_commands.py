@@ -281,3 +281,16 @@ def test_evaluate_no_verify_skips_the_checksums(work, capsys, predictions):
     code = evaluate_main([str(KILT), "--predictions", str(predictions), "--name-table", str(work / "kb.names"),
                           "--quiet", "--no-verify"])
     assert code == 0, capsys.readouterr().err
+
+
+def test_convert_refuses_a_small_pickle_that_expands_exponentially(work, capsys):
+    import pickle
+
+    node = {5: {}, 6: {}}
+    for _ in range(40):
+        node = {7: node, 8: node}
+    path = work / "dag.pkl"
+    path.write_bytes(pickle.dumps({2: node}))
+    assert path.stat().st_size < 2000
+    fails(capsys, "trie", "convert", "--from-genre", path, "--output", work / "o.trie", "--quiet",
+          named=[path, "shares sub-dicts", "refusing"], where=work)

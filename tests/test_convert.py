@@ -508,3 +508,25 @@ def test_cli_help_and_arguments(capsys):
     args = make_parser().parse_args(["convert", "--from-genre", "a.pkl", "--output", "o"])
     assert args.func is conv.cmd_convert
     assert (args.dict, args.format, args.strict, args.quiet) == (None, None, False, False)
+
+
+def _doubling_dag(depth):
+    node = {5: {}, 6: {}}
+    for _ in range(depth):
+        node = {7: node, 8: node}  # both keys lead to one shared dict: 2**depth paths from depth + 1 dicts
+    return {2: node}
+
+
+def test_shared_sub_dicts_that_expand_exponentially_are_refused():
+    with pytest.raises(ValueError, match=r"its 62 distinct dicts would expand to 2,305,843,009,213,693,952 "
+                                         r"sequences; refusing"):
+        list(conv.iter_reference_sequences(_doubling_dag(60)))
+    # A little sharing expands to a bounded number of sequences: accepted, every path once.
+    shared = {5: {}, 6: {}}
+    assert sorted(conv.iter_reference_sequences({2: {3: shared, 4: shared}})) == [
+        (2, 3, 5), (2, 3, 6), (2, 4, 5), (2, 4, 6)]
+    # A cycle behind a shared dict is still a cycle, not an endless count.
+    a = {10: {}}
+    a[8] = {9: a}
+    with pytest.raises(ValueError, match="cycle"):
+        list(conv.iter_reference_sequences({2: {3: a, 4: a}}))

@@ -261,6 +261,8 @@ def _dict_trie_sequences(root: dict) -> Iterator[Tuple[int, ...]]:
     path: List[int] = []
     stack = [iter(root.items())]
     on_path = {id(root)}  # a dict reachable from itself would make the walk endless
+    seen = {id(root)}  # every non-empty dict entered: a genuine trie enters each once
+    checked = False
     nodes = [root]
     while stack:
         try:
@@ -280,10 +282,47 @@ def _dict_trie_sequences(root: dict) -> Iterator[Tuple[int, ...]]:
             continue
         if id(child) in on_path:
             raise ValueError(f"trie node after prefix {(path + [token])[:12]} contains itself (a cycle)")
+        if id(child) in seen and not checked:
+            # A sub-dict reached twice: the pickle is a DAG, whose paths can be exponentially many.
+            _check_expansion(root, path + [token])
+            checked = True
+        seen.add(id(child))
         path.append(token)
         on_path.add(id(child))
         nodes.append(child)
         stack.append(iter(child.items()))
+
+
+#: A DAG of shared sub-dicts may expand to at most this many sequences per distinct dict (plus a constant).
+EXPANSION_PER_NODE = 8
+
+
+def _check_expansion(root: dict, where: List[int]) -> None:
+    """Refuse a dict trie whose shared sub-dicts expand to far more sequences than it has dicts."""
+    # Sequences below each distinct dict, memoized by identity, children before parents (no recursion).
+    below: Dict[int, int] = {}
+    entered: set = set()
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in below:
+            stack.pop()
+            continue
+        pending = [c for c in node.values() if isinstance(c, dict) and c and id(c) not in below]
+        if pending:
+            if id(node) in entered:  # its children were pushed before and are still not done: a cycle
+                raise ValueError(f"a trie node contains itself (a cycle; shared sub-dicts first after prefix "
+                                 f"{where[:12]})")
+            entered.add(id(node))
+            stack.extend(pending)
+            continue
+        stack.pop()
+        below[id(node)] = sum(below[id(c)] if isinstance(c, dict) and c else 1 for c in node.values())
+    sequences, nodes = below[id(root)], len(below)
+    if sequences > EXPANSION_PER_NODE * nodes + 1000:
+        raise ValueError(f"the trie shares sub-dicts (first after prefix {where[:12]}): its {nodes:,} distinct dicts "
+                         f"would expand to {sequences:,} sequences; refusing (a reference trie is a tree, "
+                         f"each dict under one parent)")
 
 
 def _token_of_char(ch: str) -> int:
