@@ -3,6 +3,7 @@ import bz2
 import gzip
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from genre_fairseq.name_table import MentionTable, NameTable
 from genre_fairseq.prefix_tree import PrefixTree, dictionary_fingerprint
 from tests.toy import train_sentencepiece, write_gpt2_bpe
 from trie_tools.cli import main
+from trie_tools.encode import load_dictionary
 from trie_tools.encode import GPT2Tokenizer, SentencePieceTokenizer, TargetEncoder
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "dumps")
@@ -328,3 +330,16 @@ def test_control_characters_in_entity_ids_and_language_codes_are_counted(tmp_pat
     out = capsys.readouterr().out
     assert f"{tsv}:2 (control character '\\x01' in the language code" in out
     assert list(NameTable.load(str(tmp_path / "t.names"))) == [("en", "Good")]
+
+
+def test_names_whose_tokens_decode_to_another_string_are_counted_not_stored():
+    from trie_tools.encode import SentencePieceTokenizer, TargetEncoder
+
+    model = Path(__file__).parent.parent / "examples" / "quickstart" / "model"
+    encoder = TargetEncoder(SentencePieceTokenizer(str(model / "spm.model")),
+                            load_dictionary(str(model / "dict.target.txt")))
+    ids, failures = encoder.encode_batch(["Paris >> en", "A  B >> en", "x\u2581y >> en"])
+    assert ids[0] and encoder.decode(ids[0]) == "Paris >> en"
+    assert ids[1:] == [[], []]
+    assert failures == [(1, "'A  B >> en' does not survive the tokenizer: its tokens decode to 'A B >> en'"),
+                        (2, "'x\u2581y >> en' does not survive the tokenizer: its tokens decode to 'x y >> en'")]

@@ -12,7 +12,10 @@ i.e. ``ĠAlbert ĠEinstein``), the form a title takes after a word boundary; ``l
 
 An identifier whose symbols are not all in the dictionary (or that the tokenizer maps to its
 unknown piece) cannot be generated faithfully: it is skipped and counted, never silently mapped
-to ``<unk>``.
+to ``<unk>``. So is one whose tokens decode to a different string (SentencePiece's NFKC
+normalization, collapsed or trimmed spaces, a literal ``▁``): the model could only generate
+the other string, which the name table does not map to the entity. Such identifiers are counted
+and reported (``--strict`` makes them fatal), not stored in another form.
 """
 from __future__ import annotations
 
@@ -151,6 +154,13 @@ class TargetEncoder:
                 why = "the tokenizer's unknown piece" if bad in self._unknown_symbols else "not in the dictionary"
                 failures.append((i, f"{text!r}: symbol {bad!r} is {why}"))
                 ids = []
+            else:
+                # What the model generates is these tokens decoded: if that is another string (NFKC,
+                # collapsed spaces, a literal "▁"), the name table never maps it back to the entity.
+                back = self.tokenizer.decode(symbols)
+                if back != text:
+                    failures.append((i, f"{text!r} does not survive the tokenizer: its tokens decode to {back!r}"))
+                    ids = []
             out.append(ids)
         return out, failures
 
