@@ -50,16 +50,19 @@ disambiguation), records written, links kept, and links dropped by reason.
 """
 from __future__ import annotations
 
+import bz2
+import gzip
 import html
 import json
 import logging
 import multiprocessing
 import re
 import xml.parsers.expat
+import zlib
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
-from ._io import InputError, PathLike, open_binary
+from ._io import InputError, PathLike
 
 __all__ = ["AnchorStats", "DISAMBIGUATION_TEMPLATES", "LINK_TRAILS", "Page", "PageText", "Resolver", "SiteInfo", "UNITS", "iter_pages",
            "add_anchors_parser", "cmd_anchors", "normalize_title", "page_records", "parse_wikitext", "read_xml_redirects", "write_anchors"]
@@ -296,31 +299,48 @@ class _ExportParser:
             self.pages.append(page)
 
 
+def _chunks(path: PathLike, chunk_size: int) -> Iterator[bytes]:
+    """Decompressed chunks of a plain, gzip or bzip2 file, then ``b""``; truncation is an ``InputError``.
+
+    ``read1`` hands over what was decompressed before a truncated end, so the pages before it are kept.
+    """
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(3)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    kind = "gzip" if magic[:2] == b"\x1f\x8b" else "bzip2" if magic == b"BZh" else None
+    opener = {"gzip": gzip.open, "bzip2": bz2.open}.get(kind, open) if kind else open
+    with opener(path, "rb") as fh:
+        while True:
+            try:
+                data = fh.read1(chunk_size)
+            except EOFError:
+                raise InputError(f"{path}: truncated {kind} file (it ends before its end-of-stream marker)") from None
+            except (OSError, zlib.error) as e:
+                raise InputError(f"{path}: corrupt {kind} data ({e})") from None
+            yield data
+            if not data:
+                return
+
+
 def iter_pages(path: PathLike, *, site: Optional[SiteInfo] = None, text: bool = True,
                chunk_size: int = 1 << 20) -> Iterator[Page]:
     """Pages of a MediaWiki XML export, streamed; ``site`` is filled from ``<siteinfo>`` before the first page."""
     p = _ExportParser(str(path), text)
     if site is not None:
         p.site = site
-    try:
-        fh = open_binary(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    with fh:
-        seen_root = False
-        while True:
-            data = fh.read(chunk_size)
-            try:
-                p.parser.Parse(data, not data)
-            except xml.parsers.expat.ExpatError as e:
-                what = "not an XML file" if not seen_root and not p.stack else "malformed XML"
-                raise InputError(f"{path}:{e.lineno}: {what} ({xml.parsers.expat.ErrorString(e.code)})") from None
-            seen_root = seen_root or bool(p.stack) or bool(p.pages)
-            if p.pages:
-                yield from p.pages
-                p.pages.clear()
-            if not data:
-                break
+    seen_root = False
+    for data in _chunks(path, chunk_size):
+        try:
+            p.parser.Parse(data, not data)
+        except xml.parsers.expat.ExpatError as e:
+            what = "not an XML file" if not seen_root and not p.stack else "malformed XML"
+            raise InputError(f"{path}:{e.lineno}: {what} ({xml.parsers.expat.ErrorString(e.code)})") from None
+        seen_root = seen_root or bool(p.stack) or bool(p.pages)
+        if p.pages:
+            yield from p.pages
+            p.pages.clear()
     if not seen_root:
         raise InputError(f"{path}:1: not a MediaWiki export (no XML elements)")
 
