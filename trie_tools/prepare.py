@@ -381,7 +381,7 @@ def _split_list(value: Optional[str]) -> List[str]:
 def _gold_kind(args: argparse.Namespace, fmt: str) -> str:
     if args.gold != "auto":
         return args.gold
-    return "names" if fmt == "kilt" else "ids"
+    return "names" if fmt in ("kilt", "aida") else "ids"
 
 
 def _load_table(args: argparse.Namespace, fmt: str) -> Optional[NameTable]:

@@ -880,7 +880,6 @@ def add_anchors_parser(subparsers) -> None:
 
 def cmd_anchors(args) -> None:
     """Run ``genre-trie anchors``: write the records, print the counts (errors are ValueError/InputError)."""
-    import gzip
     import os
     import sys
 
