@@ -64,7 +64,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 
 from .hub import cut_around_mention
 
-__all__ = ["AIDA_SPLITS", "FORMATS", "DatasetError", "Mention", "ReadReport", "aida_documents", "detect_format",
+__all__ = ["AIDA_SPLITS", "FORMATS", "DatasetError", "Mention", "ReadReport", "aida_documents", "data_path_exists",
+           "detect_format",
            "iter_json_lines", "read_aida", "read_anchors", "read_dataset", "read_kilt", "read_mewsli"]
 
 FORMATS = ("mewsli", "kilt", "anchors", "aida")
@@ -489,6 +490,11 @@ def _aida_path(path: PathLike) -> Tuple[str, Optional[str]]:
         if split in AIDA_SPLITS and os.path.isfile(file):
             return file, split
     return path, None
+
+
+def data_path_exists(path: PathLike) -> bool:
+    """Whether a data set path names something to read (a file, a directory, or an AIDA ``FILE:split``)."""
+    return os.path.exists(path) or _aida_path(path)[1] is not None
 
 
 def aida_split(doc_id: str) -> str:

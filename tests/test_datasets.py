@@ -349,3 +349,17 @@ def test_aida_mention_column_differing_from_its_tokens_is_a_warning(tmp_path):
     mentions = list(read_dataset(path, report=report))
     assert report.warnings == {"mention_mismatch": 1} and mentions[0].mention == "German"
     assert report.examples[0].startswith(f"{path}:4: mention 'Germans'")
+
+
+def test_genre_prepare_reads_aida_splits(tmp_path, capsys):
+    from trie_tools.prepare import main
+
+    out = tmp_path / "out"
+    assert main(["--train", AIDA + ":train", "--test", AIDA + ":testb", "--model", "genre", "--output", str(out),
+                 "--quiet"]) == 0
+    with open(out / "train.target", encoding="utf-8") as f:
+        assert f.read().split("\n")[:-1] == ["Germany", "United Kingdom", "Brussels"]
+    with open(out / "test.source", encoding="utf-8") as f:
+        assert f.read().split("\n")[:-1] == ["SOCCER - [START_ENT] JAPAN [END_ENT] GET LUCKY WIN ."]
+    assert main(["--train", AIDA + ":dev", "--model", "genre", "--output", str(out), "--quiet"]) == 2
+    assert ":dev: file not found" in capsys.readouterr().err
