@@ -62,3 +62,41 @@ def test_scorer_means_over_gold_queries():
     assert (r["precision@1"], r["precision@2"], r["precision@5"]) == (0, pytest.approx(1 / 3), pytest.approx(0.2))
     assert (r["queries"], r["predicted"], r["no_provenance"], r["unknown_ids"]) == (3, 2, 1, 1)
     assert RetrievalScorer().results()["r_precision"] is None
+
+
+def test_kilt_task_file_and_knowledge_source_fixtures(tmp_path):
+    import json
+    import os
+
+    from genre_fairseq.name_table import NameTable
+    from trie_tools._io import InputError
+    from trie_tools.kilt_knowledge import KiltSourceStats, iter_kilt_pages, kilt_names
+
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "kilt")
+    source = os.path.join(here, "kilt_knowledgesource-sample.json")
+    stats = KiltSourceStats()
+    assert [tuple(p) for p in iter_kilt_pages(source, stats=stats)] == [
+        ("290", "A", "Q9659"), ("22989", "Paris", "Q90"), ("5001", "São Tomé", None)]
+    assert (stats.read, stats.kept, stats.malformed, stats.no_wikidata_id) == (3, 3, 0, 1)
+    assert list(kilt_names(source, id_field="wikidata_id")) == [("Q9659", "en", "A", True), ("Q90", "en", "Paris", True)]
+    table_path = tmp_path / "kilt.names"
+    NameTable.build(kilt_names(source), table_path)
+    with NameTable.load(table_path) as table:
+        assert table.ids("en", "São Tomé") == ["5001"] and table.primary_names("22989") == [("en", "Paris")]
+    scorer = RetrievalScorer(ks=(1,))
+    with open(os.path.join(here, "nq-dev-sample.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            scorer.add_gold(json.loads(line))
+    scorer.add_prediction(guess("-1", "22989", "290"))
+    scorer.add_prediction(guess("-2", "22989", "290"))
+    r = scorer.results()
+    assert r["r_precision"] == 0.5 and r["recall@1"] == 0.5 and r["queries"] == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"wikipedia_id": "1", "wikipedia_title": "X"}\nnot json\n{"wikipedia_id": "", "wikipedia_title": "Y"}\n')
+    stats = KiltSourceStats()
+    assert [p.title for p in iter_kilt_pages(bad, stats=stats)] == ["X"]
+    assert stats.malformed == 2 and stats.malformed_lines == [2, 3]
+    with pytest.raises(InputError, match=r"bad\.json:2: not a JSON object"):
+        list(iter_kilt_pages(bad, strict=True))
+    with pytest.raises(ValueError, match="id_field"):
+        list(kilt_names(source, id_field="title"))
