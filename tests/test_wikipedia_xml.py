@@ -328,3 +328,22 @@ def test_command_truncated_dump_is_one_line(tmp_path, capsys):
     rc = main(["anchors", "--dump", str(path), "--lang", "en", "--output", str(tmp_path / "o.jsonl"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "truncated bzip2 file" in err[0] and "records before it are in" in err[0]
+
+
+def test_anchor_counts_make_a_mention_table_with_priors(tmp_path, names):
+    from genre_fairseq.name_table import MentionTable
+    from trie_tools.anchor_priors import anchor_mentions
+
+    path = tmp_path / "anchors.jsonl"
+    lines = list(page_records(DUMP, lang="en", resolver=_resolver(names)))
+    # the same dump twice, and one more record where "Paris" links to Q7: Q90 must lead with 2 of 3
+    extra = json.dumps({"id": "x", "lang": "en", "text": "Paris", "mentions": [
+        {"start": 0, "end": 5, "entity_id": "Q7"}, ]})
+    path.write_text("\n".join(lines + lines + [extra]) + "\n", encoding="utf-8")
+    table_path = tmp_path / "anchors.mentions"
+    MentionTable.build(anchor_mentions([path]), table_path)
+    with MentionTable.load(table_path) as table:
+        assert table.candidates("Paris") == [("Q90", 2), ("Q7", 1)]
+        assert table.candidates("City of Light") == [("Q90", 2)]
+        assert table.candidates("the palace") == [("Q621", 2)]
+        assert len(table) == 9 and table.num_pairs == 10
