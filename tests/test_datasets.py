@@ -363,3 +363,18 @@ def test_genre_prepare_reads_aida_splits(tmp_path, capsys):
         assert f.read().split("\n")[:-1] == ["SOCCER - [START_ENT] JAPAN [END_ENT] GET LUCKY WIN ."]
     assert main(["--train", AIDA + ":dev", "--model", "genre", "--output", str(out), "--quiet"]) == 2
     assert ":dev: file not found" in capsys.readouterr().err
+
+
+def test_genre_evaluate_scores_aida_testa_inkb(tmp_path, capsys):
+    from genre_fairseq.evaluate import main
+
+    pred = tmp_path / "p.jsonl"
+    pred.write_text(json.dumps({"id": "947testa:0-14", "predictions": ["Leicestershire County Cricket Club"]}) + "\n"
+                    + json.dumps({"id": "947testa:27-36", "predictions": ["São Paulo FC", "São Paulo"]}) + "\n",
+                    encoding="utf-8")
+    out = tmp_path / "r.json"
+    assert main([AIDA + ":testa", "--predictions", str(pred), "--k", "1,2", "--output-json", str(out),
+                 "--quiet"]) == 0
+    r = json.loads(out.read_text())
+    assert r["data"]["format"] == "aida" and r["data"]["skipped"] == {}
+    assert r["micro"] == {"mentions": 2, "correct": 1, "accuracy": 0.5, "recall": {"1": 0.5, "2": 1.0}}

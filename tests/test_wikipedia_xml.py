@@ -347,3 +347,23 @@ def test_anchor_counts_make_a_mention_table_with_priors(tmp_path, names):
         assert table.candidates("City of Light") == [("Q90", 2)]
         assert table.candidates("the palace") == [("Q621", 2)]
         assert len(table) == 9 and table.num_pairs == 10
+
+
+def test_workers_read_ahead_a_bounded_number_of_pages(monkeypatch):
+    """The dump is not read ahead of the workers: memory stays bounded whatever its size."""
+    from trie_tools import wikipedia_xml
+    from trie_tools.wikipedia_xml import Page
+
+    read = []
+
+    def many_pages(path, site=None, text=True):
+        for i in range(1000):
+            read.append(i)
+            yield Page(1, i + 1, 0, f"T{i}", None, f"Page [[T{i + 1}]] text.")
+
+    monkeypatch.setattr(wikipedia_xml, "iter_pages", many_pages)
+    records = page_records("unused.xml", lang="en", workers=2, batch_size=1)
+    first = next(records)
+    assert json.loads(first)["id"] == "1-0"
+    assert len(read) <= 6  # the first page, then at most 2 * workers batches of one page in flight
+    assert sum(1 for _ in records) == 999

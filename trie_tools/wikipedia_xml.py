@@ -51,6 +51,7 @@ disambiguation), records written, links kept, and links dropped by reason.
 from __future__ import annotations
 
 import bz2
+import collections
 import gzip
 import html
 import json
@@ -827,9 +828,20 @@ def page_records(path: PathLike, *, lang: str, unit: str = "paragraph", resolver
         for page in all_pages():
             yield from job.records(page, stats)
         return
+    # Pool.imap would read the whole dump ahead into its task queue when the workers are slower than
+    # the XML parser; at most `in_flight` batches are pending here, so memory stays bounded.
+    in_flight = 2 * workers
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers, initializer=_worker_init, initargs=(job,)) as pool:
-        for lines, part in pool.imap(_worker_batch, _batches(all_pages(), batch_size), chunksize=1):
+        pending: "collections.deque" = collections.deque()
+        for batch in _batches(all_pages(), batch_size):
+            pending.append(pool.apply_async(_worker_batch, (batch,)))
+            if len(pending) >= in_flight:
+                lines, part = pending.popleft().get()
+                stats.merge(part)
+                yield from lines
+        while pending:
+            lines, part = pending.popleft().get()
             stats.merge(part)
             yield from lines
 
