@@ -175,6 +175,10 @@ def _spans(wikitext, **kwargs):
 
 @pytest.mark.parametrize("wikitext, expected", [
     ("a {{t|x={{u|[[B]]}}|{{{1|}}}}} c", [("a c", [])]),
+    # templates that show their text keep it, links included
+    ("a {{lang|fr|la [[Ville]]}} b {{Nowrap|[[X]] y}} {{lang|de|Haus|italic=no}}.", [
+        ("a la Ville b X y Haus.", [("Ville", "Ville"), ("X", "X")])]),
+    ("{{nowrap|{{lang|de|[[Haus]]}}}} {{small}}q", [("Haus q", [("Haus", "Haus")])]),
     ("[[Apple]]s and [[apple|pear]]s, [[Apple]]'s", [("Apples and pears, Apple's", [
         ("Apples", "Apple"), ("pears", "apple"), ("Apple", "Apple")])]),
     ("[[Foo#History|its history]] and [[#Local]]", [("its history and #Local", [("its history", "Foo")])]),

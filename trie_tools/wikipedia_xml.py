@@ -16,7 +16,8 @@ are Python ``str`` indices (code points), ``end`` exclusive, and ``text[start:en
 Wikitext -> plain text (what is kept and removed)
 -------------------------------------------------
 Removed with their content: comments; templates and template parameters (nested, ``{{...}}``,
-``{{{...}}}``); tables (``{| ... |}``, nested); ``<ref>`` and the other tags whose content is not
+``{{{...}}}``), except the few that show their text (:data:`TEXT_TEMPLATES`: ``{{lang|fr|texte}}``
+-> ``texte``, ``{{nowrap|[[X]] y}}`` -> ``X y`` with its link); tables (``{| ... |}``, nested); ``<ref>`` and the other tags whose content is not
 prose (``references``, ``gallery``, ``math``, ``timeline``, ``syntaxhighlight``, ...); file and image
 links with their captions; category links; interlanguage and interwiki links; magic words
 (``__TOC__``); heading lines; horizontal rules. Removed, content kept: other HTML tags,
@@ -65,7 +66,7 @@ from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional
 
 from ._io import InputError, PathLike
 
-__all__ = ["AnchorStats", "DISAMBIGUATION_TEMPLATES", "LINK_TRAILS", "Page", "PageText", "Resolver", "SiteInfo", "UNITS", "iter_pages",
+__all__ = ["AnchorStats", "DISAMBIGUATION_TEMPLATES", "LINK_TRAILS", "TEXT_TEMPLATES", "Page", "PageText", "Resolver", "SiteInfo", "UNITS", "iter_pages",
            "add_anchors_parser", "cmd_anchors", "normalize_title", "page_records", "parse_wikitext", "read_xml_redirects", "write_anchors"]
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,11 @@ _INTERWIKI = frozenset("""wikipedia w wiktionary wikt wikinews n wikibooks b wik
 wikispecies species wikiversity v wikivoyage voy wikimedia foundation wmf commons c meta m metawikimedia
 mediawikiwiki mw wikidata d phabricator phab incubator outreach""".split())
 _LANG_PREFIX_RE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*\Z")
+
+# Templates that show one of their arguments as text (1: the first positional one, -1: the last);
+# every other template is removed with its content.
+TEXT_TEMPLATES: Dict[str, int] = {"lang": -1, "transl": -1, "transliteration": -1, "nowrap": 1, "nobr": 1,
+                                  "small": 1, "smaller": 1, "big": 1, "nobold": 1, "noitalic": 1}
 
 DISAMBIGUATION_TEMPLATES: Dict[str, str] = {
     "en": r"disambiguation|disambig|dab|disamb|hndis|geodis|numberdis|letter-numbercombdisambig|"
@@ -392,28 +398,64 @@ def _remove_braces(text: str, dropped: Dict[str, int], problems: List[str]) -> s
         else:  # "|}" at a line start
             if stack and stack[-1][0] == "table":
                 spans.append((stack.pop()[1], m.end(), "in_table"))
-    end_cut = len(text)
     for kind, start in stack:
         if kind == "table":
             problems.append("unclosed_table")
             spans.append((start, len(text), "in_table"))
-            end_cut = min(end_cut, start)
             break
     if any(kind != "table" for kind, _ in stack):
         problems.append("unclosed_template")
     if not spans:
         return text
-    spans.sort()
+    spans.sort(key=lambda span: (span[0], -span[1]))  # outermost first
     out, last = [], 0
     for start, end, reason in spans:
         if end <= last:
-            continue
+            continue  # inside a span already removed
         start = max(start, last)
         out.append(text[last:start])
-        dropped[reason] = dropped.get(reason, 0) + _count_links(text[start:end])
+        kept = _template_text(text[start:end]) if reason == "in_template" else None
+        if kept is not None:
+            kept = _remove_braces(kept, dropped, problems)
+            out.append(kept)
+        lost = _count_links(text[start:end]) - (_count_links(kept) if kept else 0)
+        if lost:
+            dropped[reason] = dropped.get(reason, 0) + lost
         last = end
     out.append(text[last:])
     return "".join(out)
+
+
+def _split_arguments(body: str) -> List[str]:
+    """A template's name and arguments: ``body`` split at the ``|`` outside nested ``{{ }}`` and ``[[ ]]``."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(body):
+        two = body[i:i + 2]
+        if two in ("{{", "[["):
+            depth, i = depth + 1, i + 2
+        elif two in ("}}", "]]"):
+            depth, i = max(depth - 1, 0), i + 2
+        elif body[i] == "|" and depth == 0:
+            parts.append(body[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    parts.append(body[start:])
+    return parts
+
+
+def _template_text(template: str) -> Optional[str]:
+    """The text a text-bearing template shows (:data:`TEXT_TEMPLATES`), or None to remove it."""
+    if not (template.startswith("{{") and template.endswith("}}")) or template.startswith("{{{"):
+        return None
+    parts = _split_arguments(template[2:-2])
+    which = TEXT_TEMPLATES.get(_SPACES_RE.sub(" ", parts[0].replace("_", " ")).strip().lower())
+    if which is None:
+        return None
+    positional = [a for a in parts[1:] if "=" not in a.split("[[", 1)[0].split("{{", 1)[0]]
+    if not positional:
+        return ""
+    return positional[-1] if which == -1 else positional[which - 1] if len(positional) >= which else ""
 
 
 def _nowiki(m: re.Match) -> str:
