@@ -556,9 +556,10 @@ class _Converter:
             text = _NOWIKI_RE.sub(_nowiki, text)
 
             def drop_tag(m: re.Match) -> str:
-                dropped["in_ref" if (m.group(1) or m.group(2)).lower() == "ref" else "in_tag"] = \
-                    dropped.get("in_ref" if (m.group(1) or m.group(2)).lower() == "ref" else "in_tag", 0) + \
-                    _count_links(m.group())
+                lost = _count_links(m.group())
+                if lost:
+                    reason = "in_ref" if (m.group(1) or m.group(2)).lower() == "ref" else "in_tag"
+                    dropped[reason] = dropped.get(reason, 0) + lost
                 return ""
 
             text = _DROP_TAG_RE.sub(drop_tag, text)
