@@ -21,10 +21,12 @@ predictions for ids not in the gold file (``unknown_ids``).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Set
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-__all__ = ["RetrievalScorer", "evidence_sets", "precision_at_k", "predicted_pages", "r_precision", "rank_points",
-           "recall_at_k"]
+from .datasets import PathLike, ReadReport, iter_json_lines
+
+__all__ = ["RetrievalScorer", "evidence_sets", "kilt_prediction", "precision_at_k", "predicted_pages", "r_precision",
+           "rank_points", "recall_at_k", "score_files"]
 
 RANK_KEY = "wikipedia_id"
 
@@ -144,3 +146,21 @@ class RetrievalScorer:
         result: Dict[str, Optional[float]] = {name: (value / n if n else None) for name, value in totals.items()}
         return {**result, "queries": n, "predicted": len(self._predicted), "no_provenance": self.no_provenance,
                 "unknown_ids": self.unknown_ids}
+
+
+def kilt_prediction(query_id: str, pages: Iterable[Tuple[str, str]]) -> dict:
+    """A prediction record in KILT's format from ranked ``(wikipedia_id, title)`` pairs."""
+    return {"id": query_id, "output": [{"provenance": [{"wikipedia_id": str(page), "title": title}
+                                                       for page, title in pages]}]}
+
+
+def score_files(gold: PathLike, predictions: PathLike, ks: Iterable[int] = (1, 5), *, strict: bool = False,
+                report: Optional[ReadReport] = None) -> dict:
+    """KILT page-level scores of a predictions file against a gold task file (both JSON lines)."""
+    report = report if report is not None else ReadReport()
+    scorer = RetrievalScorer(ks)
+    for _, item in iter_json_lines(gold, report, strict):
+        scorer.add_gold(item)
+    for _, item in iter_json_lines(predictions, report, strict):
+        scorer.add_prediction(item)
+    return {**scorer.results(), "read": report.as_dict()}

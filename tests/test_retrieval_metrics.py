@@ -100,3 +100,20 @@ def test_kilt_task_file_and_knowledge_source_fixtures(tmp_path):
         list(iter_kilt_pages(bad, strict=True))
     with pytest.raises(ValueError, match="id_field"):
         list(kilt_names(source, id_field="title"))
+
+
+def test_score_files_with_kilt_predictions(tmp_path):
+    import json
+    import os
+
+    from genre_fairseq.retrieval_metrics import kilt_prediction, score_files
+
+    gold = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "kilt", "nq-dev-sample.jsonl")
+    pred = tmp_path / "pred.jsonl"
+    assert kilt_prediction("-1", [("22989", "Paris")]) == {
+        "id": "-1", "output": [{"provenance": [{"wikipedia_id": "22989", "title": "Paris"}]}]}
+    pred.write_text(json.dumps(kilt_prediction("-1", [("1", "X"), ("22989", "Paris")])) + "\nnot json\n"
+                    + json.dumps(kilt_prediction("-2", [("290", "A")])) + "\n", encoding="utf-8")
+    r = score_files(gold, pred, ks=(1, 2))
+    assert (r["r_precision"], r["recall@1"], r["recall@2"], r["precision@2"]) == (0.5, 0.5, 1.0, 0.5)
+    assert r["read"]["skipped"] == {"bad_json": 1}
