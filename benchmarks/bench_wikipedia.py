@@ -7,6 +7,10 @@ a file with a caption, headings, lists, categories and interlanguage links. Arti
 log-normal with a mean of about 9 KB of wikitext: enwiki's pages-articles XML is about 90 GB
 uncompressed for 6.8M articles and the pages of other namespaces, i.e. roughly 9 KB per article.
 
+CPU seconds (user + system) of the main process and of the workers are reported too: on a shared
+machine with autogroup scheduling, wall time under load says little about scaling, while the main
+process's share of the CPU bounds it (N workers cannot go faster than the main process alone).
+
 Each setting runs in a fresh process (``genre-trie anchors`` in-process via its ``main``), so its
 peak RSS is its own; children's peak is reported separately for --workers 2. The projection for
 the full English dump divides 6.8M articles (the figure used here; enwiki, 2024) by the measured
@@ -109,12 +113,16 @@ def run_one(dump: str, workers: int, out: str) -> dict:
     from trie_tools.cli import main
 
     stats = out + ".stats.json"
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = before.ru_utime + before.ru_stime  # imports (torch, via the command's module) not counted
     start = time.perf_counter()
     rc = main(["anchors", "--dump", dump, "--lang", "en", "--output", out, "--workers", str(workers),
                "--stats", stats, "--quiet"])
     seconds = time.perf_counter() - start
     counts = json.load(open(stats))
-    return {"rc": rc, "seconds": seconds, "articles": counts["articles"], "records": counts["records"],
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cpu_main": me.ru_utime + me.ru_stime - cpu_before, "cpu_workers": kids.ru_utime + kids.ru_stime,
+            "rc": rc, "seconds": seconds, "articles": counts["articles"], "records": counts["records"],
             "links_kept": counts["links_kept"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
@@ -179,6 +187,9 @@ def main() -> None:
                 times = ", ".join(f"{x['seconds']:.1f}" for x in runs)
                 loads = ", ".join(f"{x['load']:.1f}" for x in runs)
                 rate = r["articles"] / r["seconds"]
+                cpu = r["cpu_main"] + r["cpu_workers"]
+                print(f"{kind:8s} workers={w}: CPU {cpu:.1f} s ({r['articles'] / cpu:,.0f} articles per CPU-second; "
+                      f"main process {r['cpu_main']:.1f} s, workers {r['cpu_workers']:.1f} s)")
                 print(f"{kind:8s} workers={w}: {r['articles']:,} articles in {r['seconds']:.1f} s = {rate:,.0f} "
                       f"articles/s; {r['records']:,} records, {r['links_kept']:,} links; peak RSS main "
                       f"{r['peak_rss_mb']:.0f} MiB, largest child {r['children_peak_rss_mb']:.0f} MiB; "
