@@ -371,3 +371,21 @@ def test_workers_read_ahead_a_bounded_number_of_pages(monkeypatch):
     assert json.loads(first)["id"] == "1-0"
     assert len(read) <= 6  # the first page, then at most 2 * workers batches of one page in flight
     assert sum(1 for _ in records) == 999
+
+
+def test_a_page_the_converter_fails_on_is_skipped_counted_and_named(monkeypatch):
+    from trie_tools.wikipedia_xml import _Converter
+
+    original = _Converter.convert
+
+    def fragile(self, wikitext):
+        if "Seine" in wikitext[:20]:
+            raise IndexError("boom")
+        return original(self, wikitext)
+
+    monkeypatch.setattr(_Converter, "convert", fragile)
+    stats = AnchorStats()
+    records = _records(stats=stats)
+    assert [r["id"] for r in records] == ["22989-0", "22989-1", "22989-2", "22989-3"]
+    assert stats.skipped["conversion_error"] == 1 and stats.articles == 1
+    assert stats.examples == [f"{DUMP}:96 (page 'Seine'): conversion error (IndexError: boom)"]

@@ -149,7 +149,7 @@ class AnchorStats:
     records: int = 0  # JSON lines written
     links_kept: int = 0
     dropped: Dict[str, int] = field(default_factory=dict)  # links without a mention, by reason
-    problems: Dict[str, int] = field(default_factory=dict)  # pages kept despite unbalanced markup, by kind
+    problems: Dict[str, int] = field(default_factory=dict)  # pages with unbalanced markup (kept) or errors, by kind
     examples: List[str] = field(default_factory=list)
 
     MAX_EXAMPLES = 10
@@ -163,11 +163,11 @@ class AnchorStats:
         if n:
             self.dropped[reason] = self.dropped.get(reason, 0) + n
 
-    def problem(self, kind: str, where: str) -> None:
-        """Count one page with unbalanced markup, remembering the first few places."""
+    def problem(self, kind: str, where: str, detail: str = "") -> None:
+        """Count one page with unbalanced markup (or that failed), remembering the first few places."""
         self.problems[kind] = self.problems.get(kind, 0) + 1
         if len(self.examples) < self.MAX_EXAMPLES:
-            self.examples.append(f"{where}: {kind.replace('_', ' ')}")
+            self.examples.append(f"{where}: {kind.replace('_', ' ')}" + (f" ({detail})" if detail else ""))
 
     def merge(self, other: "AnchorStats") -> None:
         """Add another run's counts (a worker's) to these."""
@@ -779,10 +779,16 @@ class _Job:
         if self.disambiguation is not None and self.disambiguation.search(page.text):
             stats.skip("disambiguation")
             return []
+        where = f"{self.path}:{page.line} (page {page.title!r})"
+        try:
+            parsed = self.converter.convert(page.text)
+        except Exception as e:  # noqa: BLE001 - one odd page must not end a run of hours; it is counted and named
+            stats.skip("conversion_error")
+            stats.problem("conversion_error", where, f"{type(e).__name__}: {e}")
+            return []
         stats.articles += 1
-        parsed = self.converter.convert(page.text)
         for kind in parsed.problems:
-            stats.problem(kind, f"{self.path}:{page.line} (page {page.title!r})")
+            stats.problem(kind, where)
         for reason, n in parsed.dropped.items():
             stats.drop(reason, n)
         units: List[Tuple[str, List[dict]]] = []
