@@ -360,7 +360,7 @@ def test_workers_read_ahead_a_bounded_number_of_pages(monkeypatch):
 
     read = []
 
-    def many_pages(path, site=None, text=True):
+    def many_pages(path, site=None, text=True, decompress_process=False):
         for i in range(1000):
             read.append(i)
             yield Page(1, i + 1, 0, f"T{i}", None, f"Page [[T{i + 1}]] text.")
@@ -389,3 +389,24 @@ def test_a_page_the_converter_fails_on_is_skipped_counted_and_named(monkeypatch)
     assert [r["id"] for r in records] == ["22989-0", "22989-1", "22989-2", "22989-3"]
     assert stats.skipped["conversion_error"] == 1 and stats.articles == 1
     assert stats.examples == [f"{DUMP}:96 (page 'Seine'): conversion error (IndexError: boom)"]
+
+
+@pytest.mark.skipif(__import__("shutil").which("bzip2") is None, reason="no bzip2 program")
+def test_bzip2_child_process_gives_the_same_pages_and_errors(tmp_path, names):
+    packed = _bz2_multistream(DUMP.read_bytes())
+    path = tmp_path / "dump.xml.bz2"
+    path.write_bytes(packed)
+    assert list(iter_pages(path, decompress_process=True)) == list(iter_pages(DUMP))
+    # --workers > 1 decompresses in a child process
+    assert _as_expected(_records(path, resolver=_resolver(names), workers=2)) == EXPECTED
+    cut = tmp_path / "cut.xml.bz2"
+    cut.write_bytes(packed[: len(packed) - 200])
+    seen = []
+    with pytest.raises(InputError, match=r"cut\.xml\.bz2: truncated bzip2 file \(bzip2: "):
+        for page in iter_pages(cut, decompress_process=True):
+            seen.append(page.title)
+    assert seen == [p.title for p in iter_pages(DUMP)][:len(seen)] and len(seen) >= 4
+    # a reader that stops early leaves no child behind
+    pages = iter_pages(path, decompress_process=True)
+    next(pages)
+    pages.close()

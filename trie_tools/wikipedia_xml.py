@@ -58,7 +58,10 @@ import html
 import json
 import logging
 import multiprocessing
+import os
 import re
+import shutil
+import subprocess
 import xml.parsers.expat
 import zlib
 from dataclasses import dataclass, field
@@ -306,10 +309,12 @@ class _ExportParser:
             self.pages.append(page)
 
 
-def _chunks(path: PathLike, chunk_size: int) -> Iterator[bytes]:
+def _chunks(path: PathLike, chunk_size: int, decompress_process: bool = False) -> Iterator[bytes]:
     """Decompressed chunks of a plain, gzip or bzip2 file, then ``b""``; truncation is an ``InputError``.
 
     ``read1`` hands over what was decompressed before a truncated end, so the pages before it are kept.
+    With ``decompress_process`` a bzip2 file is decompressed by a ``bzip2 -dc`` child process (when
+    the program exists), so that decompression runs beside the parsing instead of before it.
     """
     try:
         with open(path, "rb") as f:
@@ -317,6 +322,9 @@ def _chunks(path: PathLike, chunk_size: int) -> Iterator[bytes]:
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     kind = "gzip" if magic[:2] == b"\x1f\x8b" else "bzip2" if magic == b"BZh" else None
+    if kind == "bzip2" and decompress_process and shutil.which("bzip2"):
+        yield from _bzip2_process_chunks(path, chunk_size)
+        return
     opener = {"gzip": gzip.open, "bzip2": bz2.open}.get(kind, open) if kind else open
     with opener(path, "rb") as fh:
         while True:
@@ -331,14 +339,37 @@ def _chunks(path: PathLike, chunk_size: int) -> Iterator[bytes]:
                 return
 
 
+def _bzip2_process_chunks(path: PathLike, chunk_size: int) -> Iterator[bytes]:
+    """Chunks of ``bzip2 -dc path`` (concatenated streams included); its failure is an ``InputError``."""
+    proc = subprocess.Popen(["bzip2", "-dc", "--", os.fspath(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while True:
+            data = proc.stdout.read1(chunk_size)  # type: ignore[union-attr]
+            if not data:
+                break
+            yield data
+        error = proc.stderr.read().decode("utf-8", "replace").strip()  # type: ignore[union-attr]
+        if proc.wait() != 0:
+            why = error.splitlines()[0] if error else f"bzip2 exited with status {proc.returncode}"
+            kind = "truncated" if "ends unexpectedly" in error else "corrupt"
+            raise InputError(f"{path}: {kind} bzip2 file ({why})")
+        yield b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
 def iter_pages(path: PathLike, *, site: Optional[SiteInfo] = None, text: bool = True,
-               chunk_size: int = 1 << 20) -> Iterator[Page]:
+               chunk_size: int = 1 << 20, decompress_process: bool = False) -> Iterator[Page]:
     """Pages of a MediaWiki XML export, streamed; ``site`` is filled from ``<siteinfo>`` before the first page."""
     p = _ExportParser(str(path), text)
     if site is not None:
         p.site = site
     seen_root = False
-    for data in _chunks(path, chunk_size):
+    for data in _chunks(path, chunk_size, decompress_process):
         try:
             p.parser.Parse(data, not data)
         except xml.parsers.expat.ExpatError as e:
@@ -863,7 +894,7 @@ def page_records(path: PathLike, *, lang: str, unit: str = "paragraph", resolver
         disambiguation = DISAMBIGUATION_TEMPLATES.get(lang)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    pages = iter_pages(path, site=site)
+    pages = iter_pages(path, site=site, decompress_process=workers > 1)
     first = next(pages, None)  # siteinfo is read before the first page: the job needs it
     if first is None:
         return
@@ -941,7 +972,6 @@ def add_anchors_parser(subparsers) -> None:
 
 def cmd_anchors(args) -> None:
     """Run ``genre-trie anchors``: write the records, print the counts (errors are ValueError/InputError)."""
-    import os
     import sys
 
     from tqdm import tqdm
