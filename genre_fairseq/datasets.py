@@ -25,7 +25,19 @@ Formats (offsets are in Unicode code points, i.e. Python ``str`` indices):
 * ``anchors``: JSON lines, one text per line with any number of mentions:
   ``{"id": optional, "lang": "en", "text": "...", "mentions": [{"start": 0, "end": 4,
   "entity_id": "Q1", "mention": optional check, "candidates": optional [entity ids]}]}``;
-  ``end`` is exclusive.
+  ``end`` is exclusive. A mention ``{"start", "end", "entity_id": null, "nil": true}`` is an
+  out-of-KB (NIL) mention: it is not yielded (InKB evaluation and training leave it out) and is
+  counted as skipped ``nil``.
+* ``aida``: AIDA CoNLL-YAGO's ``AIDA-YAGO2-dataset.tsv`` (Hoffart et al., 2011): ``-DOCSTART- (1 EU)``
+  lines open documents; then one token per line, blank lines between sentences; an annotated token
+  has the columns token, ``B``/``I``, the full mention, the YAGO2 entity (or ``--NME--``), and for
+  known entities the Wikipedia URL, its page id and (mostly) a Freebase mid. The text of a document
+  is its tokens joined by spaces, sentences joined by ``\n``; the gold entity is the Wikipedia title
+  of the URL (``http://en.wikipedia.org/wiki/Germany`` -> ``Germany``). ``--NME--`` mentions are
+  NIL: skipped and counted (``nil``), as InKB metrics require. The split is in the document id
+  (``947testa``, ``1163testb``; others are train); ``FILE:testb`` (or ``:train``, ``:testa``) reads one
+  split, also from ``genre-evaluate`` and ``genre-prepare``. :func:`aida_documents` gives the
+  documents as anchors records, NIL mentions kept and marked.
 
 Bad input is never used silently. A malformed line or mention is skipped, counted by cause in a
 :class:`ReadReport` and remembered with its ``file:line``; with ``strict=True`` the first one
@@ -44,16 +56,20 @@ import gzip
 import hashlib
 import json
 import os
+import re
+import urllib.parse
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .hub import cut_around_mention
 
-__all__ = ["FORMATS", "DatasetError", "Mention", "ReadReport", "detect_format", "iter_json_lines", "read_anchors",
-           "read_dataset", "read_kilt", "read_mewsli"]
+__all__ = ["AIDA_SPLITS", "FORMATS", "DatasetError", "Mention", "ReadReport", "aida_documents", "data_path_exists",
+           "detect_format",
+           "iter_json_lines", "read_aida", "read_anchors", "read_dataset", "read_kilt", "read_mewsli"]
 
-FORMATS = ("mewsli", "kilt", "anchors")
+FORMATS = ("mewsli", "kilt", "anchors", "aida")
+AIDA_SPLITS = ("train", "testa", "testb")
 KILT_START, KILT_END = "[START_ENT]", "[END_ENT]"
 MEWSLI_COLUMNS = ("docid", "position", "length", "mention", "qid")
 
@@ -228,6 +244,9 @@ def read_anchors(path: PathLike, *, lang: Optional[str] = None, strict: bool = F
                     raise ValueError("'start' and 'end' must be integers")
                 if not 0 <= start < end <= len(text):
                     raise ValueError(f"span {start}-{end} is outside the text (length {len(text)}) or empty")
+                if m.get("nil") is True and entity is None:
+                    report.skipped["nil"] += 1  # out of the knowledge base: not an error, not an InKB mention
+                    continue
                 if not isinstance(entity, str) or not entity:
                     raise ValueError("'entity_id' must be a non-empty string")
                 if "mention" in m and m["mention"] != text[start:end]:
@@ -457,6 +476,146 @@ def _read_mewsli_language(name: str, directory: str, report: ReadReport, strict:
                       right=text[position + length:], entities=(qid,), doc_id=docid, source=where)
 
 
+# ----------------------------------------------------------------------------- AIDA CoNLL-YAGO
+
+_DOCSTART = re.compile(r"-DOCSTART-\s*\((\S+)[^)]*\)\s*$")
+AIDA_NIL = "--NME--"
+
+
+def _aida_path(path: PathLike) -> Tuple[str, Optional[str]]:
+    """``(file, split)`` of ``FILE`` or ``FILE:split`` (the suffix only when FILE exists and ``path`` does not)."""
+    path = os.fspath(path)
+    if not os.path.exists(path) and ":" in path:
+        file, _, split = path.rpartition(":")
+        if split in AIDA_SPLITS and os.path.isfile(file):
+            return file, split
+    return path, None
+
+
+def data_path_exists(path: PathLike) -> bool:
+    """Whether a data set path names something to read (a file, a directory, or an AIDA ``FILE:split``)."""
+    return os.path.exists(path) or _aida_path(path)[1] is not None
+
+
+def aida_split(doc_id: str) -> str:
+    """The split an AIDA document id names: ``testa``, ``testb`` or ``train``."""
+    return "testa" if "testa" in doc_id else "testb" if "testb" in doc_id else "train"
+
+
+def _aida_title(fields: List[str]) -> str:
+    """The Wikipedia title of an annotated line: from its URL, else from the YAGO2 name (``\\uXXXX`` escapes)."""
+    if len(fields) >= 5 and "/wiki/" in fields[4]:
+        title = urllib.parse.unquote(fields[4].rsplit("/wiki/", 1)[1])
+    else:
+        title = re.sub(r"\\u([0-9A-Fa-f]{4})", lambda m: chr(int(m.group(1), 16)), fields[3])
+    return title.replace("_", " ").strip()
+
+
+def aida_documents(path: PathLike, *, splits: Optional[Iterable[str]] = None, strict: bool = False,
+                   report: Optional[ReadReport] = None) -> Iterator[Tuple[str, str, dict]]:
+    """``(split, "file:line", anchors record)`` of each AIDA document; NIL mentions have ``entity_id`` None, ``nil``."""
+    report = report if report is not None else ReadReport()
+    wanted = set(splits) if splits is not None else set(AIDA_SPLITS)
+    bad = wanted - set(AIDA_SPLITS)
+    if bad:
+        raise DatasetError(f"unknown AIDA split(s) {', '.join(sorted(bad))}; expected {', '.join(AIDA_SPLITS)}")
+    doc: Optional[dict] = None
+    where = ""
+    sentences: List[List[str]] = []
+    length = 0  # characters of the text so far
+    open_mention: Optional[dict] = None  # the mention being extended by I lines
+
+    def finish() -> Optional[Tuple[str, str, dict]]:
+        if doc is None:
+            return None
+        doc["text"] = "\n".join(" ".join(tokens) for tokens in sentences if tokens)
+        for m in doc["mentions"]:
+            check = m.pop("_mention")
+            if doc["text"][m["start"]:m["end"]] != check:
+                report.warn("mention_mismatch", m.pop("_where"), f"mention {check!r} differs from its tokens "
+                            f"{doc['text'][m['start']:m['end']]!r} (the tokens are used)", strict)
+            else:
+                m.pop("_where")
+        split = aida_split(doc["id"])
+        return (split, where, doc) if split in wanted else None
+
+    for lineno, line in _lines(path, report, strict):
+        here = f"{path}:{lineno}"
+        line = line.rstrip("\r\n")
+        if line.startswith("-DOCSTART-"):
+            done = finish()
+            if done:
+                yield done
+            m = _DOCSTART.match(line)
+            if not m:
+                report.skip("bad_record", here, "a -DOCSTART- line without '(id ...)'", strict)
+                doc = None
+                continue
+            doc, where, sentences, length, open_mention = {"id": m.group(1), "lang": "en", "mentions": []}, here, \
+                [[]], 0, None
+            continue
+        if doc is None:
+            if line.strip():
+                report.skip("bad_record", here, "a token before the first -DOCSTART- line", strict)
+            continue
+        if not line.strip():
+            if sentences[-1]:
+                length += 1  # the "\n" before the next sentence
+                sentences.append([])
+            open_mention = None
+            continue
+        fields = line.split("\t")
+        token = fields[0]
+        start = length + (1 if sentences[-1] else 0)
+        if sentences[-1]:
+            length += 1
+        sentences[-1].append(token)
+        length += len(token)
+        if len(fields) == 1:
+            open_mention = None
+            continue
+        why = None
+        if len(fields) < 4 or fields[1] not in ("B", "I"):
+            why = f"{len(fields)} tab-separated fields; an annotated token has 4 (--NME--) or 6-7: token, B/I, " \
+                  "mention, YAGO2 entity[, URL, id, mid]"
+        elif fields[3] != AIDA_NIL and len(fields) < 5:
+            why = f"entity {fields[3]!r} without its Wikipedia URL"
+        elif fields[1] == "I" and (open_mention is None or open_mention["_mention"] != fields[2]):
+            why = "an I (inside) token without the B token of the same mention before it"
+        if why is not None:
+            report.skip("bad_record", here, why, strict)
+            open_mention = None
+            continue
+        if fields[1] == "I":
+            open_mention["end"] = length
+            continue
+        nil = fields[3] == AIDA_NIL
+        open_mention = {"start": start, "end": length, "entity_id": None if nil else _aida_title(fields),
+                        "_mention": fields[2], "_where": here}
+        if nil:
+            open_mention["nil"] = True
+        doc["mentions"].append(open_mention)
+    done = finish()
+    if done:
+        yield done
+
+
+def read_aida(path: PathLike, *, splits: Optional[Iterable[str]] = None, strict: bool = False,
+              report: Optional[ReadReport] = None) -> Iterator[Mention]:
+    """InKB mentions of AIDA CoNLL-YAGO (gold: Wikipedia titles); NIL mentions are counted as skipped ``nil``."""
+    report = report if report is not None else ReadReport()
+    for _, where, doc in aida_documents(path, splits=splits, strict=strict, report=report):
+        text = doc["text"]
+        for m in doc["mentions"]:
+            if m["entity_id"] is None:
+                report.skipped["nil"] += 1
+                continue
+            start, end = m["start"], m["end"]
+            report.mentions += 1
+            yield Mention(id=f"{doc['id']}:{start}-{end}", lang="en", left=text[:start], mention=text[start:end],
+                          right=text[end:], entities=(m["entity_id"],), doc_id=doc["id"], source=where)
+
+
 # ----------------------------------------------------------------------------- any format
 
 
@@ -464,10 +623,13 @@ def detect_format(path: PathLike) -> str:
     """``mewsli`` for a directory; for a JSON-lines file ``kilt`` or ``anchors`` by its first record's keys."""
     if os.path.isdir(path):
         return "mewsli"
+    path = _aida_path(path)[0]
     with _open_binary(path) as f:
         for raw in f:
             if not raw.strip():
                 continue
+            if raw.lstrip(b"\xef\xbb\xbf").startswith(b"-DOCSTART-"):
+                return "aida"
             try:
                 obj = json.loads(raw.decode("utf-8-sig"))
             except (UnicodeDecodeError, json.JSONDecodeError):
@@ -496,4 +658,7 @@ def read_dataset(path: PathLike, fmt: str = "auto", *, strict: bool = False, rep
         return read_kilt(path, lang=lang or "en", strict=strict, report=report)
     if fmt == "anchors":
         return read_anchors(path, lang=lang, strict=strict, report=report)
+    if fmt == "aida":
+        file, split = _aida_path(path)
+        return read_aida(file, splits=[split] if split else None, strict=strict, report=report)
     raise ValueError(f"unknown data set format {fmt!r}; expected auto or one of {', '.join(FORMATS)}")

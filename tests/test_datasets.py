@@ -1,4 +1,4 @@
-"""Streaming readers of Mewsli-9, KILT and anchors data (genre_fairseq.datasets)."""
+"""Streaming readers of Mewsli-9, KILT, anchors and AIDA data (genre_fairseq.datasets)."""
 
 import gzip
 import hashlib
@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from genre_fairseq.datasets import (DatasetError, Mention, ReadReport, detect_format, read_anchors, read_dataset,
-                                    read_kilt, read_mewsli)
+from genre_fairseq.datasets import (DatasetError, Mention, ReadReport, detect_format, read_aida, read_anchors,
+                                    read_dataset, read_kilt, read_mewsli)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 MEWSLI = os.path.join(FIXTURES, "mewsli")
@@ -260,3 +260,121 @@ def test_detect_format_and_dispatch(tmp_path):
         list(read_dataset(tmp_path / "missing.jsonl", "kilt"))
     with pytest.raises(ValueError, match="unknown data set format 'conll'"):
         read_dataset(KILT, "conll")
+
+
+# ----------------------------------------------------------------------------- AIDA CoNLL-YAGO
+
+AIDA = os.path.join(FIXTURES, "aida", "AIDA-YAGO2-sample.tsv")
+AIDA_DOC1 = "EU rejects German call to boycott British lamb .\nPeter Blackburn\nBRUSSELS 1996-08-22"
+
+
+def test_aida_documents_in_the_anchors_format():
+    from genre_fairseq.datasets import aida_documents
+
+    report = ReadReport()
+    docs = list(aida_documents(AIDA, report=report, strict=True))
+    assert [(split, where) for split, where, _ in docs] == [
+        ("train", f"{AIDA}:1"), ("testa", f"{AIDA}:18"), ("testb", f"{AIDA}:29")]
+    first = docs[0][2]
+    assert first == {"id": "1", "lang": "en", "text": AIDA_DOC1, "mentions": [
+        {"start": 0, "end": 2, "entity_id": None, "nil": True},
+        {"start": 11, "end": 17, "entity_id": "Germany"},
+        {"start": 34, "end": 41, "entity_id": "United Kingdom"},
+        {"start": 49, "end": 64, "entity_id": None, "nil": True},
+        {"start": 65, "end": 73, "entity_id": "Brussels"}]}
+    assert [AIDA_DOC1[m["start"]:m["end"]] for m in first["mentions"]] == [
+        "EU", "German", "British", "Peter Blackburn", "BRUSSELS"]
+    testa = docs[1][2]
+    assert testa["id"] == "947testa" and testa["text"] == "LEICESTERSHIRE TAKE OVER .\nSão Paulo wins ."
+    assert [(testa["text"][m["start"]:m["end"]], m["entity_id"]) for m in testa["mentions"]] == [
+        ("LEICESTERSHIRE", "Leicestershire County Cricket Club"), ("São Paulo", "São Paulo")]
+    assert not report.skipped and not report.warnings
+
+
+def test_aida_mentions_exclude_nil_and_select_splits(tmp_path):
+    report = ReadReport()
+    mentions = list(read_dataset(AIDA, report=report))
+    assert detect_format(AIDA) == "aida"
+    assert [(m.id, m.mention, m.entities) for m in mentions] == [
+        ("1:11-17", "German", ("Germany",)), ("1:34-41", "British", ("United Kingdom",)),
+        ("1:65-73", "BRUSSELS", ("Brussels",)),
+        ("947testa:0-14", "LEICESTERSHIRE", ("Leicestershire County Cricket Club",)),
+        ("947testa:27-36", "São Paulo", ("São Paulo",)), ("1163testb:9-14", "JAPAN", ("Japan national football team",))]
+    assert report.mentions == 6 and report.skipped == {"nil": 2}
+    assert mentions[0].left == "EU rejects " and mentions[0].doc_id == "1"
+    testb = list(read_dataset(AIDA + ":testb"))
+    assert [m.id for m in testb] == ["1163testb:9-14"] and detect_format(AIDA + ":testb") == "aida"
+    with pytest.raises(DatasetError, match="unknown AIDA split"):
+        list(read_aida(AIDA, splits=["dev"]))
+
+
+def test_aida_nil_mentions_round_trip_through_anchors(tmp_path):
+    from genre_fairseq.datasets import aida_documents
+
+    path = tmp_path / "aida.jsonl"
+    path.write_text("".join(json.dumps(doc) + "\n" for _, _, doc in aida_documents(AIDA)), encoding="utf-8")
+    report = ReadReport()
+    assert [m.mention for m in read_anchors(path, report=report, strict=True)] == [
+        "German", "British", "BRUSSELS", "LEICESTERSHIRE", "São Paulo", "JAPAN"]
+    assert report.skipped == {"nil": 2}
+
+
+@pytest.mark.parametrize("bad, cause", [
+    ("German\tX\tGerman\tGermany\thttp://en.wikipedia.org/wiki/Germany\t11867\t/m/0345h", "fields"),
+    ("German\tB\tGerman", "fields"),
+    ("German\tB\tGerman\tGermany", "without its Wikipedia URL"),
+    ("German\tI\tGerman\tGermany\thttp://en.wikipedia.org/wiki/Germany\t11867", "without the B token"),
+])
+def test_aida_broken_line_is_a_counted_skip_with_file_and_line(tmp_path, bad, cause):
+    lines = open(AIDA, encoding="utf-8").read().split("\n")
+    assert lines[3].startswith("German\tB")
+    lines[3] = bad
+    path = tmp_path / "aida.tsv"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    report = ReadReport()
+    mentions = list(read_dataset(path, report=report))
+    assert report.skipped == {"nil": 2, "bad_record": 1} and report.mentions == 5
+    assert report.examples[0].startswith(f"{path}:4: ") and cause in report.examples[0]
+    # the token stays in the text: the other offsets do not move
+    assert mentions[0].mention == "British" and mentions[0].id == "1:34-41"
+    with pytest.raises(DatasetError, match=f"{path}:4: "):
+        list(read_dataset(path, strict=True))
+
+
+def test_aida_mention_column_differing_from_its_tokens_is_a_warning(tmp_path):
+    text = open(AIDA, encoding="utf-8").read().replace("German\tB\tGerman\t", "German\tB\tGermans\t")
+    path = tmp_path / "aida.tsv"
+    path.write_text(text, encoding="utf-8")
+    report = ReadReport()
+    mentions = list(read_dataset(path, report=report))
+    assert report.warnings == {"mention_mismatch": 1} and mentions[0].mention == "German"
+    assert report.examples[0].startswith(f"{path}:4: mention 'Germans'")
+
+
+def test_genre_prepare_reads_aida_splits(tmp_path, capsys):
+    from trie_tools.prepare import main
+
+    out = tmp_path / "out"
+    assert main(["--train", AIDA + ":train", "--test", AIDA + ":testb", "--model", "genre", "--output", str(out),
+                 "--quiet"]) == 0
+    with open(out / "train.target", encoding="utf-8") as f:
+        assert f.read().split("\n")[:-1] == ["Germany", "United Kingdom", "Brussels"]
+    with open(out / "test.source", encoding="utf-8") as f:
+        assert f.read().split("\n")[:-1] == ["SOCCER - [START_ENT] JAPAN [END_ENT] GET LUCKY WIN ."]
+    assert main(["--train", AIDA + ":dev", "--model", "genre", "--output", str(out), "--quiet"]) == 2
+    assert ":dev: file not found" in capsys.readouterr().err
+
+
+def test_genre_evaluate_scores_aida_testa_inkb(tmp_path, capsys):
+    from genre_fairseq.evaluate import main
+
+    pred = tmp_path / "p.jsonl"
+    pred.write_text(json.dumps({"id": "947testa:0-14", "predictions": ["Leicestershire County Cricket Club"]}) + "\n"
+                    + json.dumps({"id": "947testa:27-36", "predictions": ["São Paulo FC", "São Paulo"]}) + "\n",
+                    encoding="utf-8")
+    out = tmp_path / "r.json"
+    assert main([AIDA + ":testa", "--predictions", str(pred), "--k", "1,2", "--output-json", str(out),
+                 "--quiet"]) == 0
+    r = json.loads(out.read_text())
+    assert r["data"]["format"] == "aida" and r["data"]["skipped"] == {}
+    assert r["micro"] == {"mentions": 2, "correct": 1, "accuracy": 0.5, "recall": {"1": 0.5, "2": 1.0}}

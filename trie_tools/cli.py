@@ -6,6 +6,7 @@
                      --dict dict.txt --output KB.trie
   genre-trie inspect FILE
   genre-trie convert --from-genre PICKLE --output KB.trie|KB.names
+  genre-trie anchors --dump WIKI.xml.bz2 --lang LANG [--names KB.names] --output ANCHORS.jsonl
 """
 
 from __future__ import annotations
@@ -360,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .convert import add_convert_parser
 
     add_convert_parser(sub)
+
+    from .wikipedia_xml import add_anchors_parser
+
+    add_anchors_parser(sub)
     return parser
 
 

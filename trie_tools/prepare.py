@@ -31,6 +31,7 @@ logging.getLogger("fairseq").setLevel(logging.WARNING)
 
 from genre_fairseq.datasets import FORMATS as INPUT_FORMATS  # noqa: E402
 from genre_fairseq.datasets import DatasetError, Mention, ReadReport, detect_format, read_dataset  # noqa: E402
+from genre_fairseq.datasets import data_path_exists  # noqa: E402
 from genre_fairseq.hub import cut_around_mention  # noqa: E402
 from genre_fairseq.identifiers import FORMATS as IDENTIFIER_FORMATS  # noqa: E402
 from genre_fairseq.identifiers import format_identifier  # noqa: E402
@@ -370,7 +371,7 @@ def _inputs(args: argparse.Namespace) -> List[Tuple[str, str]]:
     if not out:
         raise UsageError("no input: give --train, --valid and/or --test")
     for _, path in out:
-        if not os.path.exists(path):
+        if not data_path_exists(path):
             raise UsageError(f"{path}: file not found")
     return out
 
@@ -396,7 +397,7 @@ def _split_list(value: Optional[str]) -> List[str]:
 def _gold_kind(args: argparse.Namespace, fmt: str) -> str:
     if args.gold != "auto":
         return args.gold
-    return "names" if fmt == "kilt" else "ids"
+    return "names" if fmt in ("kilt", "aida") else "ids"
 
 
 def _load_table(args: argparse.Namespace, fmt: str) -> Optional[NameTable]:
