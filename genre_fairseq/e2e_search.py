@@ -250,15 +250,10 @@ class EndToEndSearch(Search):
         z = torch.zeros(n, dtype=torch.long)
         return _State(z, z.clone(), z.clone(), z.clone())
 
-    def expand(self, states: _State, rows: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Allowed moves of each hypothesis: ``(tokens, valid, entity_next)``.
-
-        ``rows`` is each hypothesis's sentence in :meth:`set_batch`'s sources. ``tokens`` and
-        ``valid`` are N x (4 + K): columns copy, ``{``, ``}``, EOS-or-``[``, then the entity
-        tree's K children (EOS written as ``]``); ``entity_next`` (N x K) the children's states.
-        """
+    def _moves(self, states: _State, rows: Tensor):
+        """The four fixed moves of every hypothesis (N x 4 tokens, valid) and the entity moves of
+        the hypotheses in an entity (their rows; tokens, next states, valid: each rows x K)."""
         pos, mode, mstart, estate = states
-        n = pos.numel()
         m = self.max_mention_len
         nxt = self._src[rows, pos]
         more = pos < self._len[rows]
@@ -283,18 +278,26 @@ class EndToEndSearch(Search):
             nodes, which = torch.unique(estate[ent_rows], return_inverse=True)
             e_tok, e_next, e_ok = self._tree.candidates(nodes, min_width=1)
             e_tok = torch.where(e_tok == self.eos, torch.full_like(e_tok, self.markup.close_entity), e_tok)
-            width = e_tok.size(1)
-            ent_tok = torch.full((n, width), self.pad, dtype=torch.long)
-            ent_next = torch.full((n, width), -1, dtype=torch.long)
-            ent_ok = torch.zeros((n, width), dtype=torch.bool)
-            ent_tok[ent_rows], ent_next[ent_rows], ent_ok[ent_rows] = e_tok[which], e_next[which], e_ok[which]
+            e_tok, e_next, e_ok = e_tok[which], e_next[which], e_ok[which]
         else:
-            ent_tok = torch.full((n, 0), self.pad, dtype=torch.long)
-            ent_next = ent_tok.clone()
-            ent_ok = torch.zeros((n, 0), dtype=torch.bool)
-        valid = torch.cat([fixed_ok, ent_ok], dim=1)
-        tokens = torch.cat([fixed_tok, ent_tok], dim=1).masked_fill(~valid, self.pad)
-        return tokens, valid, ent_next
+            e_tok = torch.zeros((0, 1), dtype=torch.long)
+            e_next, e_ok = torch.full_like(e_tok, -1), torch.zeros((0, 1), dtype=torch.bool)
+        return fixed_tok.masked_fill(~fixed_ok, self.pad), fixed_ok, ent_rows, e_tok.masked_fill(~e_ok, self.pad), e_next, e_ok
+
+    def expand(self, states: _State, rows: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Allowed moves of each hypothesis: ``(tokens, valid, entity_next)``.
+
+        ``rows`` is each hypothesis's sentence in :meth:`set_batch`'s sources. ``tokens`` and
+        ``valid`` are N x (4 + K): columns copy, ``{``, ``}``, EOS-or-``[``, then the entity
+        tree's K children (EOS written as ``]``); ``entity_next`` (N x K) the children's states.
+        """
+        fixed_tok, fixed_ok, ent_rows, e_tok, e_next, e_ok = self._moves(states, rows)
+        n, width = fixed_tok.size(0), e_tok.size(1)
+        ent_tok = torch.full((n, width), self.pad, dtype=torch.long)
+        ent_next = torch.full((n, width), -1, dtype=torch.long)
+        ent_ok = torch.zeros((n, width), dtype=torch.bool)
+        ent_tok[ent_rows], ent_next[ent_rows], ent_ok[ent_rows] = e_tok, e_next, e_ok
+        return torch.cat([fixed_tok, ent_tok], dim=1), torch.cat([fixed_ok, ent_ok], dim=1), ent_next
 
     def transition(self, states: _State, rows: Tensor, cols: Tensor, tokens: Tensor, ent_next: Tensor) -> _State:
         """The states after each hypothesis takes move ``cols`` (one per hypothesis, columns of :meth:`expand`)."""
@@ -338,27 +341,46 @@ class EndToEndSearch(Search):
         bsz, beam_size, vocab_size = lprobs.size()
         rows_b = self._rows(original_batch_idxs, bsz)
         if step == 0:
-            lprobs = lprobs[:, :1, :]  # all hypotheses are the same at the first step
+            n_beams = 1  # all hypotheses are the same at the first step: extend only the first
             states = self.initial_states(bsz)
         else:
             states = self._states
             if states is None or states.pos.numel() != bsz * beam_size:
                 raise RuntimeError("EndToEndSearch lost track of its hypotheses (fairseq did not call update_constraints)")
-        n_beams = lprobs.size(1)
+            n_beams = beam_size
         rows = rows_b.repeat_interleave(n_beams)
-        tokens, valid, ent_next = self.expand(states, rows)
-        flat_lprobs = lprobs.reshape(-1, vocab_size)
-        cand = flat_lprobs.gather(1, tokens).masked_fill(~valid, -math.inf)
+        fixed_tok, fixed_ok, ent_rows, e_tok, e_next, e_ok = self._moves(states, rows)
+        # Read the log-probabilities of the allowed tokens only, by flat index: copying whole
+        # vocabulary-wide rows would cost more than the rest of the step.
+        flat = lprobs.reshape(-1)
+        base = (torch.arange(bsz).unsqueeze(1) * beam_size + torch.arange(n_beams).unsqueeze(0)).view(-1, 1) * vocab_size
+        base = base.to(flat.device)
+        n = fixed_tok.size(0)
+        fixed = flat[base + fixed_tok].masked_fill_(~fixed_ok, -math.inf)
+        # Entity moves: each hypothesis's best 2 x beam children first (exact: the overall best are
+        # among them), so the wide fan-out near the tree's root is read once, never padded to N rows.
+        k_ent = min(2 * beam_size, e_tok.size(1))
+        ent_scores = fixed.new_full((n, k_ent), -math.inf)
+        ent_tok = torch.full((n, k_ent), self.pad, dtype=torch.long)
+        ent_next = torch.full((n, k_ent), -1, dtype=torch.long)
+        if ent_rows.numel():
+            es = flat[base[ent_rows] + e_tok].masked_fill_(~e_ok, -math.inf)
+            top_es, top_ec = torch.topk(es, k=k_ent, dim=1)
+            ent_scores[ent_rows] = top_es
+            ent_tok[ent_rows] = e_tok.gather(1, top_ec)
+            ent_next[ent_rows] = e_next.gather(1, top_ec)
+        tokens = torch.cat([fixed_tok, ent_tok], dim=1)
+        cand = torch.cat([fixed, ent_scores], dim=1)
         n_cols = cand.size(1)
         cand = cand.view(bsz, n_beams, n_cols)
         if step > 0:
             assert scores is not None
             cand = cand + scores[:, :, step - 1].unsqueeze(-1)
         k = 2 * beam_size  # as fairseq's BeamSearch: EOS candidates may fill up to half
-        flat = cand.view(bsz, -1)
-        if flat.size(1) < k:
-            flat = torch.cat([flat, flat.new_full((bsz, k - flat.size(1)), -math.inf)], dim=1)
-        top_scores, top_idx = torch.topk(flat, k=k, dim=1)
+        per_sentence = cand.view(bsz, -1)
+        if per_sentence.size(1) < k:
+            per_sentence = torch.cat([per_sentence, per_sentence.new_full((bsz, k - per_sentence.size(1)), -math.inf)], dim=1)
+        top_scores, top_idx = torch.topk(per_sentence, k=k, dim=1)
         top_idx = top_idx.clamp(max=n_beams * n_cols - 1)
         beams = torch.div(top_idx, n_cols, rounding_mode="trunc")
         cols = top_idx.fmod(n_cols)
