@@ -56,7 +56,7 @@ from torch import Tensor
 
 from .candidates import CandidateSet, CandidateTrees
 from .prefix_tree import PrefixTree, dictionary_fingerprint
-from .search import DEAD_SCORE, drop_dead
+from .search import DEAD_SCORE, DEAD_THRESHOLD, drop_dead
 
 __all__ = ["MarkupTokens", "EndToEndSearch", "EndToEndSequenceGenerator", "LinkedSpan", "mention_tree",
            "parse_output", "OUTSIDE", "MENTION", "CLOSED", "ENTITY", "DONE"]
@@ -376,6 +376,9 @@ class EndToEndSearch(Search):
         if step > 0:
             assert scores is not None
             cand = cand + scores[:, :, step - 1].unsqueeze(-1)
+            # A filler kept in the beam stays dead: its EOS must not count as a finished hypothesis,
+            # or fairseq would close the sentence before its live hypotheses end.
+            cand = cand.masked_fill_(cand <= DEAD_THRESHOLD, -math.inf)
         k = 2 * beam_size  # as fairseq's BeamSearch: EOS candidates may fill up to half
         per_sentence = cand.view(bsz, -1)
         if per_sentence.size(1) < k:

@@ -206,3 +206,30 @@ def test_bad_input():
         MarkupTokens.from_dictionary(D, ["<<", "}", "[", "]"])
     with pytest.raises(RuntimeError, match="set_batch"):
         EndToEndSearch(D, ENTITY_TREE, MK).step(0, torch.zeros(1, 1, len(D)), None)
+
+
+def test_batch_of_two_with_candidates_and_a_sentence_finishing_first():
+    # sentence 0 = [w0 w1] copies; sentence 1 = [w2] links w2, its candidates only [w3] (the model prefers w5)
+    copy = [{W[0]: 0.9, O: 0.1}, {W[1]: 0.9, O: 0.1}, {EOS: 1.0}] + [{EOS: 1.0}] * 17
+    link = [{O: 0.9, W[2]: 0.1}, {W[2]: 1.0}, {C: 1.0}, {B: 1.0}, {W[5]: 0.6, W[3]: 0.3, W[4]: 0.1},
+            {E: 0.95, W[4]: 0.05}, {EOS: 1.0}] + [{EOS: 1.0}] * 13
+    tables = [[_dist(s) for s in copy], [_dist(s) for s in copy], [_dist(s) for s in link]]
+
+    def cands(sources):
+        assert sources == [[W[0], W[1]], [W[2]]]
+        return {(1, 0, 1): CandidateSet("given", ["Q3"], [[EOS, W[3], EOS]])}
+
+    gen, sample = _gen_setup(tables, [[W[0], W[1], EOS], [W[2], EOS, PAD]],
+                             mention_tree=mention_tree(MENTIONS, D), span_candidates=cands)
+    sample["id"] = torch.tensor([7, 3])  # fairseq's ids need not be positions
+    out = gen.generate([gen.model.single_model], sample)
+    assert out[0][0]["tokens"].tolist() == [W[0], W[1], EOS] and out[0][0]["spans"] == []
+    best = out[1][0]
+    assert best["tokens"].tolist() == [O, W[2], C, B, W[3], E, EOS]
+    assert best["spans"] == [LinkedSpan(0, 1, [W[3]])]
+    expected = [0.9, 1.0, 1.0, 1.0, 0.3, 0.95, 1.0]
+    assert best["positional_scores"].tolist() == pytest.approx([math.log(p) for p in expected], abs=1e-4)
+    for hypos in out:
+        for h in hypos:
+            for s in h["spans"]:
+                assert s.entity_tokens == [W[3]]  # never outside the candidates
