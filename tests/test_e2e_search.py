@@ -233,3 +233,34 @@ def test_batch_of_two_with_candidates_and_a_sentence_finishing_first():
         for h in hypos:
             for s in h["spans"]:
                 assert s.entity_tokens == [W[3]]  # never outside the candidates
+
+
+def test_gold_spans_round_trip_through_targets_and_parse_output():
+    """text -> pieces -> training target with markup -> (the model reproduces it) -> spans -> the gold characters."""
+    import os
+
+    import sentencepiece
+
+    from genre_fairseq import markup as mk
+
+    sp = sentencepiece.SentencePieceProcessor()
+    sp.Load(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "examples", "quickstart", "model", "spm.model"))
+    text = "Zürich and Zürich: cafe\u0301 😀 Łódź met 𝔘nicode."
+    gold = [(0, 6, "Zürich"), (11, 17, "Zürich"), (19, 24, "Café"), (27, 31, "Łódź"), (36, 43, "Unicode")]
+    toks = mk.sentencepiece_tokens(sp, text)
+    spans = []
+    for a, b, ident in gold:
+        first, last, snapped = mk.snap_to_tokens(text, toks, a, b)
+        assert not snapped
+        spans.append((first, last, sp.encode(ident, out_type=str)))
+    target = mk.target_symbols([t.symbol for t in toks], spans, ["{", "}", "[", "]"])
+    vocab = {}
+    ids = lambda syms: [vocab.setdefault(s, 10 + len(vocab)) for s in syms]  # noqa: E731
+    markup = MarkupTokens(*ids(["{", "}", "[", "]"]))
+    source_ids = ids([t.symbol for t in toks])
+    out = parse_output(source_ids, ids(target) + [EOS], markup, EOS)
+    inverse = {v: k for k, v in vocab.items()}
+    got = [mk.token_span_to_chars(text, toks, s.start, s.end) + (sp.decode([inverse[i] for i in s.entity_tokens]),)
+           for s in out]
+    assert got == gold
