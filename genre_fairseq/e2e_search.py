@@ -237,11 +237,12 @@ class EndToEndSearch(Search):
     def prune_sentences(self, batch_idxs: Tensor):
         """Keep the candidate states of the sentences that stay in the batch."""
         if self._cand is not None:
-            self._cand = self._cand.index(batch_idxs)
+            self._cand = self._cand.index(batch_idxs.cpu())
 
     def update_constraints(self, active_hypos: Tensor):
         """Adopt the states of the candidates fairseq kept: active_hypos is (bsz x beam_size)."""
         if self._cand is not None:
+            active_hypos = active_hypos.cpu()
             self._states = _State(*(torch.gather(t, 1, active_hypos).view(-1) for t in self._cand))
 
     # ------------------------------------------------------------------ the constraint
@@ -352,11 +353,12 @@ class EndToEndSearch(Search):
         fixed_tok, fixed_ok, ent_rows, e_tok, e_next, e_ok = self._moves(states, rows)
         # Read the log-probabilities of the allowed tokens only, by flat index: copying whole
         # vocabulary-wide rows would cost more than the rest of the step.
+        # States live on the CPU; only the few scores read here cross from the model's device.
+        device = lprobs.device
         flat = lprobs.reshape(-1)
         base = (torch.arange(bsz).unsqueeze(1) * beam_size + torch.arange(n_beams).unsqueeze(0)).view(-1, 1) * vocab_size
-        base = base.to(flat.device)
         n = fixed_tok.size(0)
-        fixed = flat[base + fixed_tok].masked_fill_(~fixed_ok, -math.inf)
+        fixed = flat[(base + fixed_tok).to(device)].float().cpu().masked_fill_(~fixed_ok, -math.inf)
         # Entity moves: each hypothesis's best 2 x beam children first (exact: the overall best are
         # among them), so the wide fan-out near the tree's root is read once, never padded to N rows.
         k_ent = min(2 * beam_size, e_tok.size(1))
@@ -364,7 +366,7 @@ class EndToEndSearch(Search):
         ent_tok = torch.full((n, k_ent), self.pad, dtype=torch.long)
         ent_next = torch.full((n, k_ent), -1, dtype=torch.long)
         if ent_rows.numel():
-            es = flat[base[ent_rows] + e_tok].masked_fill_(~e_ok, -math.inf)
+            es = flat[(base[ent_rows] + e_tok).to(device)].float().cpu().masked_fill_(~e_ok, -math.inf)
             top_es, top_ec = torch.topk(es, k=k_ent, dim=1)
             ent_scores[ent_rows] = top_es
             ent_tok[ent_rows] = e_tok.gather(1, top_ec)
@@ -375,7 +377,7 @@ class EndToEndSearch(Search):
         cand = cand.view(bsz, n_beams, n_cols)
         if step > 0:
             assert scores is not None
-            cand = cand + scores[:, :, step - 1].unsqueeze(-1)
+            cand = cand + scores[:, :, step - 1].float().cpu().unsqueeze(-1)
             # A filler kept in the beam stays dead: its EOS must not count as a finished hypothesis,
             # or fairseq would close the sentence before its live hypotheses end.
             cand = cand.masked_fill_(cand <= DEAD_THRESHOLD, -math.inf)
@@ -399,7 +401,7 @@ class EndToEndSearch(Search):
             retired = dead.all(dim=1, keepdim=True)
             out_tokens = torch.where(retired, torch.full_like(out_tokens, self.eos), out_tokens)
         self._cand = nxt.view(bsz, k)
-        return top_scores, out_tokens, beams
+        return top_scores.to(device=device, dtype=lprobs.dtype), out_tokens.to(device), beams.to(device)
 
 
 @dataclass

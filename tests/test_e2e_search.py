@@ -264,3 +264,10 @@ def test_gold_spans_round_trip_through_targets_and_parse_output():
     got = [mk.token_span_to_chars(text, toks, s.start, s.end) + (sp.decode([inverse[i] for i in s.entity_tokens]),)
            for s in out]
     assert got == gold
+
+
+def test_max_len_too_short_gives_an_empty_nbest_list_not_a_truncated_copy():
+    steps = [{W[0]: 0.9, O: 0.1}, {W[1]: 0.9, O: 0.1}, {EOS: 1.0}] + [{EOS: 1.0}] * 17
+    gen, sample = _gen_setup([[_dist(s) for s in steps]], [[W[0], W[1], EOS]])
+    gen.max_len_b = 1  # room for one token: the source (2 tokens) cannot be copied
+    assert gen.generate([gen.model.single_model], sample)[0] == []
