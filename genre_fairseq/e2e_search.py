@@ -188,12 +188,18 @@ class EndToEndSearch(Search):
         inside = (ls >= 1) & (starts + ls <= lens)
         if self.mention_tree is not None:
             mt = self.mention_tree
-            states = mt.root_states(n * width)
             padded = torch.cat([src, torch.full((n, m), self.pad, dtype=torch.long)], dim=1)
-            eos = torch.full_like(states, self.eos)
+            flat_mention = is_mention.view(n * width, m + 1)
+            live = torch.arange(n * width)  # (sentence, start) pairs still inside some mention
+            states = mt.root_states(live.numel())
             for l in range(1, m + 1):
-                states = mt.advance(states, padded[:, l - 1: l - 1 + width].reshape(-1))
-                is_mention[:, :, l] = (mt.advance(states, eos) >= 0).view(n, width)
+                sent, start = torch.div(live, width, rounding_mode="floor"), live % width
+                states = mt.advance(states, padded[sent, start + l - 1])
+                keep = states >= 0
+                live, states = live[keep], states[keep]
+                if live.numel() == 0:
+                    break
+                flat_mention[live, l] = mt.advance(states, torch.full_like(states, self.eos)) >= 0
             is_mention &= inside
         else:
             is_mention = inside
