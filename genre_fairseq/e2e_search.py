@@ -7,12 +7,11 @@ exactly the tokens that keep the output valid (docs/end_to_end.md gives the rule
 ====================  ===========================================================================
 mode                  allowed tokens
 ====================  ===========================================================================
-OUTSIDE               the next source token; ``{`` where a mention may start (with a mention
-                      tree: only where the tree has the next source token under its root);
-                      EOS once the whole source is copied
-MENTION (after ``{``) the next source token (with a mention tree: if the tree allows it); ``}``
-                      after at least one token (with a mention tree: only where a known mention
-                      ends)
+OUTSIDE               the next source token; ``{`` where a mention starts that fits the rest
+                      of the source (any 1..max_mention_len tokens; with a mention tree, a
+                      known mention); EOS once the whole source is copied
+MENTION (after ``{``) the next source token while the mention can still end; ``}`` after at
+                      least one token, where a mention ends (with a mention tree: a known one)
 CLOSED (after ``}``)  ``[``
 ENTITY (after ``[``)  the entity tree's children, the tree's final EOS written as ``]``; after
                       ``]`` the mode is OUTSIDE again
@@ -54,11 +53,11 @@ from fairseq.search import Search
 from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
-from .candidates import CandidateSet, CandidateTrees
+from .candidates import CandidateSet, CandidateTrees, resolve_candidates
 from .prefix_tree import PrefixTree, dictionary_fingerprint
 from .search import DEAD_SCORE, DEAD_THRESHOLD, drop_dead
 
-__all__ = ["MarkupTokens", "EndToEndSearch", "EndToEndSequenceGenerator", "LinkedSpan", "mention_tree",
+__all__ = ["MarkupTokens", "EndToEndSearch", "EndToEndSequenceGenerator", "LinkedSpan", "mention_candidates", "mention_tree",
            "parse_output", "OUTSIDE", "MENTION", "CLOSED", "ENTITY", "DONE"]
 
 OUTSIDE, MENTION, CLOSED, ENTITY, DONE = range(5)
@@ -176,33 +175,9 @@ class EndToEndSearch(Search):
         self._id_order, self._id_sorted = None, None
         if ids is not None:
             self._id_sorted, self._id_order = torch.sort(ids_t)
-        # The span table: may tokens start .. start + l - 1 of a sentence form a mention (l = 0..m)?
-        # Walking the mention tree from every start once per batch lets each step decide with a
-        # gather whether a mention may open, grow or close, and never open one that cannot close.
+        is_mention = self.span_table(sources)
         m = self.max_mention_len
         width = length + 1
-        is_mention = torch.zeros(n, width, m + 1, dtype=torch.bool)
-        lens = self._len.view(n, 1, 1)
-        starts = torch.arange(width).view(1, width, 1)
-        ls = torch.arange(m + 1).view(1, 1, m + 1)
-        inside = (ls >= 1) & (starts + ls <= lens)
-        if self.mention_tree is not None:
-            mt = self.mention_tree
-            padded = torch.cat([src, torch.full((n, m), self.pad, dtype=torch.long)], dim=1)
-            flat_mention = is_mention.view(n * width, m + 1)
-            live = torch.arange(n * width)  # (sentence, start) pairs still inside some mention
-            states = mt.root_states(live.numel())
-            for l in range(1, m + 1):
-                sent, start = torch.div(live, width, rounding_mode="floor"), live % width
-                states = mt.advance(states, padded[sent, start + l - 1])
-                keep = states >= 0
-                live, states = live[keep], states[keep]
-                if live.numel() == 0:
-                    break
-                flat_mention[live, l] = mt.advance(states, torch.full_like(states, self.eos)) >= 0
-            is_mention &= inside
-        else:
-            is_mention = inside
         # can_grow[b, s, l]: some mention starting at s is longer than l
         longer = torch.flip(torch.cumsum(torch.flip(is_mention.long(), [2]), 2), [2]) - is_mention.long()
         self._is_mention = is_mention
@@ -226,6 +201,44 @@ class EndToEndSearch(Search):
             if start_tok is not None else 0
         self._states = None
         self._cand = None
+
+    def span_table(self, sources: Sequence[Sequence[int]]) -> Tensor:
+        """``table[i, start, l]``: may tokens ``start .. start + l - 1`` of source i be a mention?
+        (n x (longest + 1) x (max_mention_len + 1) booleans)"""
+        n = len(sources)
+        length = max(len(s) for s in sources)
+        src = torch.full((n, length + 1), self.pad, dtype=torch.long)
+        for i, s in enumerate(sources):
+            src[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        lengths = torch.tensor([len(s) for s in sources], dtype=torch.long)
+        # The span table: may tokens start .. start + l - 1 of a sentence form a mention (l = 0..m)?
+        # Walking the mention tree from every start once per batch lets each step decide with a
+        # gather whether a mention may open, grow or close, and never open one that cannot close.
+        m = self.max_mention_len
+        width = length + 1
+        is_mention = torch.zeros(n, width, m + 1, dtype=torch.bool)
+        lens = lengths.view(n, 1, 1)
+        starts = torch.arange(width).view(1, width, 1)
+        ls = torch.arange(m + 1).view(1, 1, m + 1)
+        inside = (ls >= 1) & (starts + ls <= lens)
+        if self.mention_tree is not None:
+            mt = self.mention_tree
+            padded = torch.cat([src, torch.full((n, m), self.pad, dtype=torch.long)], dim=1)
+            flat_mention = is_mention.view(n * width, m + 1)
+            live = torch.arange(n * width)  # (sentence, start) pairs still inside some mention
+            states = mt.root_states(live.numel())
+            for l in range(1, m + 1):
+                sent, start = torch.div(live, width, rounding_mode="floor"), live % width
+                states = mt.advance(states, padded[sent, start + l - 1])
+                keep = states >= 0
+                live, states = live[keep], states[keep]
+                if live.numel() == 0:
+                    break
+                flat_mention[live, l] = mt.advance(states, torch.full_like(states, self.eos)) >= 0
+            is_mention &= inside
+        else:
+            is_mention = inside
+        return is_mention
 
     def _rows(self, original_batch_idxs: Optional[Tensor], bsz: int) -> Tensor:
         if self._id_sorted is None or original_batch_idxs is None:
@@ -464,6 +477,31 @@ def parse_output(source: Sequence[int], output: Sequence[int], markup: MarkupTok
         return None
 
     return outside(0, 0)
+
+
+def mention_candidates(search: EndToEndSearch, sources: Sequence[Sequence[int]], mention_text, *, mention_table, k: int,
+                       encode, name_table=None, identifier_format: Optional[str] = None) -> Dict[Tuple[int, int, int], CandidateSet]:
+    """Per-span candidates for :meth:`EndToEndSearch.set_batch`: every span the mention tree allows, its
+    exact text (``mention_text(token ids) -> str``) looked up in ``mention_table`` (top ``k``).
+
+    ``encode``, ``name_table`` and ``identifier_format`` are those of
+    :func:`~genre_fairseq.candidates.resolve_candidates`. A text is resolved once per batch.
+    """
+    if search.mention_tree is None:
+        raise ValueError("per-mention candidates need a mention tree (the spans a mention may cover)")
+    table = search.span_table(sources)
+    out: Dict[Tuple[int, int, int], CandidateSet] = {}
+    by_text: Dict[str, CandidateSet] = {}
+    for i, a, n in torch.nonzero(table).tolist():
+        text = mention_text(list(sources[i][a: a + n]))
+        cs = by_text.get(text)
+        if cs is None:
+            cs = by_text[text] = resolve_candidates(None, text, encode=encode, tree=search.entity_tree,
+                                                   name_table=name_table, identifier_format=identifier_format,
+                                                   mention_table=mention_table, k=k)
+        if cs.restricted:
+            out[(i, a, a + n)] = cs
+    return out
 
 
 class EndToEndSequenceGenerator(SequenceGenerator):

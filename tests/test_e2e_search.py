@@ -271,3 +271,36 @@ def test_max_len_too_short_gives_an_empty_nbest_list_not_a_truncated_copy():
     gen, sample = _gen_setup([[_dist(s) for s in steps]], [[W[0], W[1], EOS]])
     gen.max_len_b = 1  # room for one token: the source (2 tokens) cannot be copied
     assert gen.generate([gen.model.single_model], sample)[0] == []
+
+
+class _Mentions:
+    """A mention table stand-in: exact text -> [(identifier, count)]."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def candidates(self, mention, k=None):
+        return self.table.get(mention, [])[:k]
+
+
+def test_mention_candidates_assign_each_allowed_span_its_texts_candidates():
+    from genre_fairseq.e2e_search import mention_candidates
+
+    search = EndToEndSearch(D, ENTITY_TREE, MK, mention_tree=mention_tree(MENTIONS, D), max_mention_len=3)
+    names = {"w3": (W[3],), "w3 w4": (W[3], W[4]), "w5": (W[5],)}
+    table = _Mentions({"w0": [("w5", 9), ("w3", 2)], "w0 w1": [("w3 w4", 5)], "w2": [("nowhere", 1)]})
+
+    def encode(ident):
+        return [EOS, *names[ident], EOS] if ident in names else None
+
+    sources = [[W[0], W[1], W[2], W[0]], [W[2]]]
+    got = mention_candidates(search, sources, lambda ids: " ".join(D[i] for i in ids), mention_table=table, k=1,
+                             encode=encode)
+    # spans the tree allows: (0,0,1) w0, (0,0,2) w0 w1, (0,1,4) w1 w2 w0, (0,2,3) w2, (0,3,4) w0, (1,0,1) w2;
+    # w2's candidate is not in the tree, w1 w2 w0 has none: those use the whole tree
+    assert {key: cs.sequences for key, cs in got.items()} == {
+        (0, 0, 1): [[EOS, W[5], EOS]], (0, 0, 2): [[EOS, W[3], W[4], EOS]], (0, 3, 4): [[EOS, W[5], EOS]]}
+    assert search.span_table(sources).sum().item() == 6
+    search.set_batch(sources, span_candidates=got)  # accepted as is
+    with pytest.raises(ValueError, match="need a mention tree"):
+        mention_candidates(EndToEndSearch(D, ENTITY_TREE, MK), sources, str, mention_table=table, k=1, encode=encode)
