@@ -304,3 +304,38 @@ def test_mention_candidates_assign_each_allowed_span_its_texts_candidates():
     search.set_batch(sources, span_candidates=got)  # accepted as is
     with pytest.raises(ValueError, match="need a mention tree"):
         mention_candidates(EndToEndSearch(D, ENTITY_TREE, MK), sources, str, mention_table=table, k=1, encode=encode)
+
+
+def test_genre_trie_build_mentions_compiles_a_mention_tree(tmp_path, capsys):
+    import os
+
+    import sentencepiece
+    from fairseq.data import Dictionary
+
+    from genre_fairseq.name_table import MentionTable
+    from trie_tools.cli import main
+
+    model = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "quickstart", "model")
+    spm_path, dict_path = os.path.join(model, "spm.model"), os.path.join(model, "dict.target.txt")
+    table = tmp_path / "kb.mentions"
+    MentionTable.build([("Berlin", "Q64", 5), ("Berlin", "Q1", 1), ("Angela Merkel", "Q567", 3)], str(table))
+    out = tmp_path / "kb.mtrie"
+    assert main(["build", "--mentions", str(table), "--sentencepiece", spm_path, "--dict", dict_path,
+                 "--output", str(out), "--quiet", "--workers", "1"]) == 0
+    tree = PrefixTree.load(str(out))
+    d = Dictionary.load(dict_path)
+    sp = sentencepiece.SentencePieceProcessor()
+    sp.Load(spm_path)
+    # the mention as a sentence has it: its pieces inside "In Berlin" are the same pieces
+    expected = {tuple([d.index(p) for p in sp.encode(m, out_type=str)] + [d.eos()]) for m in ("Berlin", "Angela Merkel")}
+    assert set(tree) == expected and tree.start_token is None
+    inside = [d.index(p) for p in sp.encode("In Berlin", out_type=str)]
+    assert tuple(inside[-len(sp.encode("Berlin")):] + [d.eos()]) in expected
+    EndToEndSearch(d, PrefixTree.from_sequences([[d.eos(), 10, d.eos()]], start_token=d.eos()),
+                   MarkupTokens(4, 5, 6, 7), mention_tree=tree)  # accepted: same dictionary
+    assert main(["build", "--mentions", str(table), "--format", "name_lang", "--sentencepiece", spm_path,
+                 "--dict", dict_path, "--output", str(out)]) == 2
+    assert "--format does not apply to --mentions" in capsys.readouterr().err
+    assert main(["build", "--mentions", str(tmp_path / "missing"), "--sentencepiece", spm_path, "--dict", dict_path,
+                 "--output", str(out)]) == 2
+    assert "file not found" in capsys.readouterr().err
