@@ -30,8 +30,9 @@ sequences are ``[eos] + tokens(identifier) + [eos]`` (or without the start token
 identifier tokenized as a word of its own (GPT-2 BPE: with a leading space, ``" Berlin"``;
 SentencePiece: ``"▁Berlin"``). Inside markup the identifier follows ``" [ "``, where both
 tokenizers produce exactly those tokens (a space is a word boundary for both), so the tree's
-sequences are used unchanged. The mention tree (:func:`mention_tree`) holds each known mention's
-tokens as they appear inside a sentence, followed by EOS as the end-of-mention marker.
+sequences are used unchanged. The mention tree (:func:`mention_tree`, or ``genre-trie build
+--mentions``) holds each known mention's tokens as they appear inside a sentence, followed by EOS
+as the end-of-mention marker.
 
 Candidates. With ``span_candidates`` (see :meth:`EndToEndSearch.set_batch`), the identifiers
 after ``[`` are those of the mention's own candidate set, compiled into the per-batch forest of
