@@ -148,10 +148,51 @@ def _tokenized_sequences(path: str, dictionary, progress: bool) -> Iterator[List
             yield [eos] + ids + [eos]
 
 
+def _build_mention_tree(args: argparse.Namespace) -> None:
+    """The mention tree of end-to-end linking: every mention of a mention table, tokenized as inside a
+    sentence (as identifiers are), followed by EOS, without a start token (genre_fairseq.e2e_search)."""
+    import numpy as np
+
+    from .encode import EncodeStats, TokenizerSpec, encode_identifiers
+
+    for option in ("names", "tokenized", "format", "langs", "counts", "lang_priority", "canonical_table"):
+        if getattr(args, option):
+            raise UsageError(f"--{option.replace('_', '-')} does not apply to --mentions")
+    dictionary = load_dictionary(args.dict)
+    spec = TokenizerSpec(sentencepiece=args.sentencepiece, gpt2_encoder_json=args.gpt2_encoder_json,
+                         gpt2_vocab_bpe=args.gpt2_vocab_bpe, gpt2_leading_space=not args.gpt2_no_leading_space)
+    try:
+        spec.build()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not os.path.isfile(args.mentions):
+        raise UsageError(f"--mentions {args.mentions}: file not found")
+    with MentionTable.load(args.mentions) as table:
+        mentions = list(table.mentions())
+    stats = EncodeStats()
+    try:
+        flat, lengths = encode_identifiers(mentions, spec, args.dict, workers=args.workers, total=len(mentions),
+                                           progress=not args.quiet, strict=args.strict, stats=stats)
+    except ValueError as e:
+        raise UsageError(f"--strict: {e}") from None
+    _say(args, stats.summary())
+    if stats.encoded == 0:
+        raise UsageError(f"no mention could be encoded; {args.output} not written")
+    body = np.ones(flat.size, dtype=bool)
+    body[np.cumsum(lengths) - lengths] = False  # drop each sequence's start token, keep its final EOS
+    tree = PrefixTree.from_arrays(flat[body], lengths - 1, dictionary_fingerprint=dictionary_fingerprint(dictionary))
+    tree.save(args.output)
+    _say(args, f"{args.output}: mention tree of {len(tree):,} mentions, {tree.num_nodes:,} nodes, "
+               f"{tree.nbytes():,} bytes of arrays")
+
+
 def cmd_build(args: argparse.Namespace) -> None:
     from .encode import EncodeStats, TokenizerSpec, encode_identifiers
     from .names import canonical_table, iter_identifiers, read_counts
 
+    if args.mentions:
+        _build_mention_tree(args)
+        return
     if bool(args.tokenized) == bool(args.names):
         raise UsageError("give exactly one of --names KB.names or --tokenized FILE")
     _check_input(args.dict, "--dict")
@@ -324,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         "for fairseq-generate --trie. Names are encoded with the model's own tokenizer and target dictionary; "
         "identifiers that cannot be encoded are counted and reported (--strict makes them fatal).")
     p.add_argument("--names", metavar="KB.names", help="name table written by 'genre-trie names'")
+    p.add_argument("--mentions", metavar="KB.mentions", help="instead of --names: compile the mention tree of this "
+                   "mention table ('genre-trie names --mentions') for end-to-end linking")
     p.add_argument("--tokenized", metavar="FILE", help="instead of --names: one identifier per line, already split "
                    "into dictionary symbols (e.g. a BPE-encoded train.target)")
     p.add_argument("--format", choices=IDENTIFIER_FORMATS, default=None,
