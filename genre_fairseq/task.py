@@ -5,6 +5,7 @@ import json
 import logging
 import os
 from argparse import Namespace
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -18,6 +19,8 @@ from fairseq.modules import MultiheadAttention
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from . import apply_fairseq_fixes
+from . import criterions as _criterion, models as _presets  # noqa: F401  (they register with the task)
 from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
 from .marginalize import NameResolver, hypothesis_fields, rank_entities
 from .name_table import MentionTable, NameTable
@@ -120,6 +123,7 @@ class GenreTask(TranslationTask):
     cfg: GenreConfig
 
     def __init__(self, cfg: GenreConfig, src_dict, tgt_dict):
+        apply_fairseq_fixes()  # fairseq runs with this task: scope the process-wide fixes here
         super().__init__(cfg, src_dict, tgt_dict)
         self.prefix_tree: Optional[PrefixTree] = None
         self.identifier_format: Optional[str] = cfg.identifier_format
@@ -143,6 +147,10 @@ class GenreTask(TranslationTask):
                 raise ValueError("--name-table needs the identifier format: give --identifier-format or a --trie that records it")
             self.resolver = NameResolver(self.name_table, str(self.identifier_format))
         self.mention_table, self.given_candidates = load_candidate_options(cfg, self.prefix_tree, self.name_table)
+        # fairseq-interactive's batches carry no sentence ids: see build_dataset_for_inference
+        self._inference_dataset = None
+        self._inference_offset = 0
+        self._inference_batches: deque = deque()
 
     def _target_dict_path(self) -> str:
         paths = (self.cfg.data or "").split(os.pathsep)
@@ -161,10 +169,41 @@ class GenreTask(TranslationTask):
         """
         if dataset is not self.datasets.get(self.cfg.train_subset):
             required_batch_size_multiple = 1
-        return super().get_batch_iterator(
+        iterator = super().get_batch_iterator(
             dataset, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
             required_batch_size_multiple, **kwargs,
         )
+        if dataset is self._inference_dataset:
+            self._inference_batches = deque(iterator.frozen_batches)  # in the order they are decoded
+        return iterator
+
+    def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
+        """fairseq's inference dataset; its sentences are numbered after those of the previous one.
+
+        fairseq-interactive builds one per buffer of input lines and numbers its output
+        ``start_id + id``, but hands ``inference_step`` batches without ``id``: the task keeps the
+        dataset, its offset and its batches to recover the ids (:meth:`_sentence_ids`).
+        """
+        if self._inference_dataset is not None:
+            self._inference_offset += len(self._inference_dataset)
+        self._inference_dataset = super().build_dataset_for_inference(src_tokens, src_lengths, constraints=constraints)
+        return self._inference_dataset
+
+    def _sentence_ids(self, sample) -> list:
+        """The sentence id of each row of a fairseq-interactive batch, which carries none."""
+        if not self._inference_batches:
+            raise ValueError("the genre task got a batch without sentence ids that it did not make")
+        # the collater reorders a batch's rows (longest first): match each row to its sentence
+        indices = list(self._inference_batches.popleft())
+        pad, ids = self.src_dict.pad(), []
+        for row in sample["net_input"]["src_tokens"]:
+            tokens = row[row.ne(pad)].cpu()
+            match = next((i for i in indices if torch.equal(self._inference_dataset.src[i], tokens)), None)
+            if match is None:
+                raise ValueError("the genre task cannot tell which input line a fairseq-interactive batch row is")
+            indices.remove(match)
+            ids.append(self._inference_offset + int(match))
+        return ids
 
     def build_bpe(self, args):
         """fairseq's BPE, kept to turn generated tokens back into identifier text for the name table."""
@@ -173,6 +212,9 @@ class GenreTask(TranslationTask):
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         """fairseq's inference step; with --name-table, also print each sentence's ranked entities (E- lines)."""
+        if "id" not in sample:  # fairseq-interactive; the search and the C-/E- lines need the ids
+            sample["id"] = torch.tensor(self._sentence_ids(sample), dtype=torch.long,
+                                        device=sample["net_input"]["src_tokens"].device)
         if self.mention_table is not None or self.given_candidates is not None:
             self._restrict_to_candidates(generator, sample)
         hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
