@@ -20,6 +20,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from . import apply_fairseq_fixes
+from .checkpoints import allow_fairseq_checkpoint_globals
 from . import criterions as _criterion, models as _presets  # noqa: F401  (they register with the task)
 from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
 from .marginalize import NameResolver, hypothesis_fields, rank_entities
@@ -28,6 +29,11 @@ from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree, dictionary_fingerprint
 from .search import PrefixTreeSequenceGenerator
 
 logger = logging.getLogger(__name__)
+
+
+# The hub loads a checkpoint before it builds this task; until its loader allow-lists the
+# checkpoint globals itself, importing the task (the fairseq side of the plugin) does it.
+allow_fairseq_checkpoint_globals()
 
 
 @dataclass
