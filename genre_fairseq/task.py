@@ -211,6 +211,17 @@ class GenreTask(TranslationTask):
             ids.append(self._inference_offset + int(match))
         return ids
 
+    def get_interactive_tokens_and_lengths(self, lines, encode_fn):
+        """fairseq's encoding of fairseq-interactive's raw lines; warns once when --bpe looks missing."""
+        tokens, lengths = super().get_interactive_tokens_and_lengths(lines, encode_fn)
+        if self._bpe is None and not getattr(self, "_raw_text_checked", False):
+            self._raw_text_checked = True
+            unk = sum(int(t.eq(self.src_dict.unk()).sum()) for t in tokens)
+            message = raw_text_without_bpe_warning(self.cfg.data.split(os.pathsep)[0], unk, sum(lengths))
+            if message:
+                logger.warning(message)
+        return tokens, lengths
+
     def build_bpe(self, args):
         """fairseq's BPE, kept to turn generated tokens back into identifier text for the name table."""
         self._bpe = super().build_bpe(args)
@@ -375,6 +386,25 @@ class GenreTask(TranslationTask):
         if self.name_table is not None:
             metrics.log_scalar("_acc_entity", sum(log.get("_acc_entity", 0) for log in logging_outputs))
             metrics.log_derived("entity_acc", lambda m: round(100.0 * m["_acc_entity"].sum / m["_acc_total"].sum, 3))
+
+
+def raw_text_without_bpe_warning(data_dir: str, unknown: int, total: int) -> Optional[str]:
+    """The warning for raw text read without ``--bpe`` next to a BPE model, or mostly ``<unk>``; else None."""
+    if not total or unknown * 5 < total:  # fewer than 1 in 5 unknown: text already in the model's pieces
+        return None
+    names = set(os.listdir(data_dir)) if os.path.isdir(data_dir) else set()
+    spm = sorted(n for n in names if n.endswith(".model"))
+    if spm:
+        hint = f"--bpe sentencepiece --sentencepiece-model {os.path.join(data_dir, spm[0])}"
+    elif "encoder.json" in names and "vocab.bpe" in names:
+        hint = (f"--bpe gpt2 --gpt2-encoder-json {os.path.join(data_dir, 'encoder.json')} "
+                f"--gpt2-vocab-bpe {os.path.join(data_dir, 'vocab.bpe')}")
+    elif unknown * 2 >= total:
+        hint = "the --bpe (and --tokenizer) the model was trained with"
+    else:
+        return None
+    return (f"raw text without --bpe: {unknown} of {total} input tokens are <unk> in the source dictionary, "
+            f"and the output is likely garbage; give {hint}")
 
 
 def load_candidate_options(cfg, tree: Optional[PrefixTree], table: Optional[NameTable]):

@@ -389,3 +389,18 @@ def test_hub_with_candidates(workdir, model_dir, name_table, tmp_path):
         model.sample(SENTENCES, trie=trie, candidates=[["ent:ha"]])
     with pytest.raises(ValueError, match="needs name_table"):
         model.sample(SENTENCES, trie=trie, mention_table=str(tmp_path / "m.mentions"))
+
+
+def test_raw_text_without_bpe_warning(tmp_path):
+    from genre_fairseq.task import raw_text_without_bpe_warning as warning
+
+    assert warning(str(tmp_path), 1, 10) is None  # a few unknown words: text in the model's own pieces
+    assert warning(str(tmp_path), 3, 10) is None  # no BPE files, and not mostly unknown
+    assert "give the --bpe" in warning(str(tmp_path), 6, 10)
+    (tmp_path / "encoder.json").write_text("{}")
+    (tmp_path / "vocab.bpe").write_text("")
+    assert f"--bpe gpt2 --gpt2-encoder-json {tmp_path / 'encoder.json'}" in warning(str(tmp_path), 2, 10)
+    (tmp_path / "spm_256000.model").write_text("")
+    message = warning(str(tmp_path), 9, 10)
+    assert message.startswith("raw text without --bpe: 9 of 10 input tokens are <unk>")
+    assert message.endswith(f"give --bpe sentencepiece --sentencepiece-model {tmp_path / 'spm_256000.model'}")
