@@ -81,6 +81,7 @@ def test_formats_leave_the_torch_allow_list_alone(tmp_path):
 
 
 def test_user_dir_is_printed_and_loads_from_anywhere(tmp_path):
+    """The printed --user-dir registers task, presets and criterion; --task-options lists the task's own."""
     out = run_python("import runpy, sys\nsys.argv = ['genre_fairseq', '--user-dir']\n"
                      "runpy.run_module('genre_fairseq', run_name='__main__')\n", tmp_path)
     user_dir = out.strip()
@@ -90,7 +91,10 @@ def test_user_dir_is_printed_and_loads_from_anywhere(tmp_path):
             "from fairseq.tasks import TASK_REGISTRY\nfrom fairseq.models import ARCH_MODEL_REGISTRY\n"
             "from fairseq.criterions import CRITERION_REGISTRY\n"
             "assert 'genre' in TASK_REGISTRY and 'genre_tiny' in ARCH_MODEL_REGISTRY\n"
-            "assert 'genre_marginal' in CRITERION_REGISTRY\nprint('ok')\n")
+            "assert 'genre_marginal' in CRITERION_REGISTRY\n"
+            "from genre_fairseq.__main__ import task_options\nlisted = task_options()\n"
+            "assert '--trie (default: None)' in listed and '--marginalize-alpha (default: 0.5)' in listed\n"
+            "assert '--source-lang' not in listed, listed\nprint('ok')\n")
     assert run_python(code, tmp_path, user_dir).split()[-1] == "ok"
 
 
