@@ -32,6 +32,9 @@ SKIPPED = {
         "below on the shipped files",
     ("README.md", "genre-evaluate mewsli-9/output/dataset --model-dir model_dir --model-type mgenre --trie kb.trie \\"):
         "needs Mewsli-9; tests/test_evaluate.py runs genre-evaluate on fixtures",
+    ("README.md", "tar -xzf fairseq_multilingual_entity_disambiguation.tar.gz"):
+        "needs the released GENRE/mGENRE models and pickles; tests/test_convert.py converts pickles of the same "
+        "formats, tests/test_hub_layouts.py loads directories of the same layouts",
     ("docs/evaluate.md", None): "needs Mewsli-9 and the released mGENRE; tests/test_evaluate.py runs genre-evaluate "
                                 "on fixtures",
     ("docs/prepare.md", None): "needs a Wikidata dump and KILT/Mewsli data; tests/test_prepare.py runs genre-prepare "
