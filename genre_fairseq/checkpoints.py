@@ -8,6 +8,12 @@ was ``weights_only=False``, which runs whatever a checkpoint's pickle asks for.
 :func:`allow_fairseq_checkpoint_globals` instead adds exactly the classes fairseq checkpoints need
 to torch's allow-list; a checkpoint naming any other global is still refused before anything runs.
 
+When: the list is process-wide (torch has no per-call list for fairseq's own ``torch.load``), so it
+is added only where fairseq loads checkpoints with the plugin: when fairseq loads the plugin
+(``genre_fairseq.register``, what ``--user-dir`` triggers), when it builds the ``genre`` task
+(``genre_fairseq.apply_fairseq_fixes``), and by the hub's loader. Importing the package or one of
+its formats leaves torch's list as it was.
+
 What is on the list, and why (each entry was seen in a real checkpoint, except where marked):
 
 ``argparse.Namespace``

@@ -1,4 +1,4 @@
-"""Two fixes to fairseq 0.12's distributed training, applied when the plugin is imported.
+"""Two fixes to fairseq 0.12's distributed training, applied when fairseq runs the plugin.
 
 **Restoring a checkpoint on several processes (torch >= 2.6).** Rank 0 loads the checkpoint (through
 the allow-list of ``checkpoints.py``) and sends it to the other ranks with ``broadcast_object``,
@@ -6,7 +6,8 @@ which pickles it with ``torch.save`` and unpickles it with ``torch.load``. The s
 the training config as an OmegaConf ``DictConfig``, which ``torch.load``'s default
 ``weights_only=True`` refuses: every rank but 0 crashes when it fine-tunes from BART/mBART or
 resumes. :func:`patch_fairseq_broadcast_object` makes the receivers unpickle with
-``weights_only=False``. That trusts rank 0 of the same job, as fairseq already does when it gathers
+``weights_only=False``; the ``genre`` task applies it when fairseq builds the task
+(``genre_fairseq.apply_fairseq_fixes``), so importing the package changes nothing. That trusts rank 0 of the same job, as fairseq already does when it gathers
 logging outputs with plain ``pickle``; the checkpoint file itself is still read with the allow-list.
 (``--load-checkpoint-on-all-dp-ranks``, where every rank reads the file itself, avoids the broadcast.)
 
@@ -18,8 +19,8 @@ logging outputs with plain ``pickle``; the checkpoint file itself is still read 
   checkpoint: N unsynchronized copies, and no error;
 * with it, the device id is ``RANK % torch.cuda.device_count()``: ``ZeroDivisionError``.
 
-:func:`patch_fairseq_torchrun_detection`, run when this module is imported (the plugin's
-``__init__`` imports it, before ``fairseq-train`` resolves its launcher), wraps
+:func:`patch_fairseq_torchrun_detection`, run by ``genre_fairseq.register`` when fairseq loads the
+plugin (``--user-dir``, before ``fairseq-train`` resolves its launcher), wraps
 ``fairseq.distributed.utils.infer_init_method``:
 when no CUDA device is visible and the torchrun variables describe more than one process, it
 takes the world size, rank and local rank from them and initializes with ``env://``, without
@@ -121,7 +122,3 @@ def patch_fairseq_broadcast_object() -> None:
 
     _broadcast_object_slow._genre_trusted = True
     dist_utils._broadcast_object_slow = _broadcast_object_slow
-
-
-patch_fairseq_torchrun_detection()
-patch_fairseq_broadcast_object()

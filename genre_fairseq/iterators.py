@@ -10,8 +10,10 @@ finished and the checkpoint was saved. It happens when the run stops mid-epoch (
 and the machine is busy enough that the prefetch is still running: a rare, timing-dependent failure
 of every script that checks the exit code.
 
-:func:`stop_prefetch_threads`, registered with :mod:`atexit` when the plugin is imported (atexit
-handlers run before finalization and after non-daemon threads were joined), tells each live
+:func:`stop_prefetch_threads`, registered with :mod:`atexit` by :func:`register_exit_handler` when
+the ``genre`` task is built (``genre_fairseq.apply_fairseq_fixes``; not on import, so that a program
+importing the package keeps its own exit; atexit handlers run before finalization and after
+non-daemon threads were joined), tells each live
 consumer to stop after the item it is making, empties its queue so that it never blocks, and joins
 it. Nothing of the training is changed.
 """
@@ -56,4 +58,12 @@ def stop_prefetch_threads(timeout: float = 60.0) -> int:
     return stopped
 
 
-atexit.register(stop_prefetch_threads)  # the module is imported once, with the plugin
+_registered = False
+
+
+def register_exit_handler() -> None:
+    """Run :func:`stop_prefetch_threads` when the interpreter exits (idempotent)."""
+    global _registered
+    if not _registered:
+        atexit.register(stop_prefetch_threads)
+        _registered = True

@@ -48,12 +48,23 @@ from array import array
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from .identifiers import FORMATS as IDENTIFIER_FORMATS
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
     from fairseq.data import Dictionary
+else:
+    class _Torch:
+        """torch, imported at first use: the format, the builder and the numpy lookups do not need it."""
+
+        def __getattr__(self, name: str):
+            import torch as module
+
+            globals()["torch"] = module
+            return getattr(module, name)
+
+    torch = _Torch()
 
 __all__ = ["PrefixTree", "dictionary_fingerprint", "MAGIC", "FORMAT_VERSION", "IDENTIFIER_FORMATS"]
 

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 from argparse import Namespace
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -18,6 +19,9 @@ from fairseq.modules import MultiheadAttention
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
+from . import apply_fairseq_fixes
+from .checkpoints import allow_fairseq_checkpoint_globals
+from . import criterions as _criterion, models as _presets  # noqa: F401  (they register with the task)
 from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
 from .marginalize import NameResolver, hypothesis_fields, rank_entities
 from .name_table import MentionTable, NameTable
@@ -25,6 +29,11 @@ from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree, dictionary_fingerprint
 from .search import PrefixTreeSequenceGenerator
 
 logger = logging.getLogger(__name__)
+
+
+# The hub loads a checkpoint before it builds this task; until its loader allow-lists the
+# checkpoint globals itself, importing the task (the fairseq side of the plugin) does it.
+allow_fairseq_checkpoint_globals()
 
 
 @dataclass
@@ -120,6 +129,7 @@ class GenreTask(TranslationTask):
     cfg: GenreConfig
 
     def __init__(self, cfg: GenreConfig, src_dict, tgt_dict):
+        apply_fairseq_fixes()  # fairseq runs with this task: scope the process-wide fixes here
         super().__init__(cfg, src_dict, tgt_dict)
         self.prefix_tree: Optional[PrefixTree] = None
         self.identifier_format: Optional[str] = cfg.identifier_format
@@ -143,6 +153,10 @@ class GenreTask(TranslationTask):
                 raise ValueError("--name-table needs the identifier format: give --identifier-format or a --trie that records it")
             self.resolver = NameResolver(self.name_table, str(self.identifier_format))
         self.mention_table, self.given_candidates = load_candidate_options(cfg, self.prefix_tree, self.name_table)
+        # fairseq-interactive's batches carry no sentence ids: see build_dataset_for_inference
+        self._inference_dataset = None
+        self._inference_offset = 0
+        self._inference_batches: deque = deque()
 
     def _target_dict_path(self) -> str:
         paths = (self.cfg.data or "").split(os.pathsep)
@@ -161,10 +175,52 @@ class GenreTask(TranslationTask):
         """
         if dataset is not self.datasets.get(self.cfg.train_subset):
             required_batch_size_multiple = 1
-        return super().get_batch_iterator(
+        iterator = super().get_batch_iterator(
             dataset, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
             required_batch_size_multiple, **kwargs,
         )
+        if dataset is self._inference_dataset:
+            self._inference_batches = deque(iterator.frozen_batches)  # in the order they are decoded
+        return iterator
+
+    def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
+        """fairseq's inference dataset; its sentences are numbered after those of the previous one.
+
+        fairseq-interactive builds one per buffer of input lines and numbers its output
+        ``start_id + id``, but hands ``inference_step`` batches without ``id``: the task keeps the
+        dataset, its offset and its batches to recover the ids (:meth:`_sentence_ids`).
+        """
+        if self._inference_dataset is not None:
+            self._inference_offset += len(self._inference_dataset)
+        self._inference_dataset = super().build_dataset_for_inference(src_tokens, src_lengths, constraints=constraints)
+        return self._inference_dataset
+
+    def _sentence_ids(self, sample) -> list:
+        """The sentence id of each row of a fairseq-interactive batch, which carries none."""
+        if not self._inference_batches:
+            raise ValueError("the genre task got a batch without sentence ids that it did not make")
+        # the collater reorders a batch's rows (longest first): match each row to its sentence
+        indices = list(self._inference_batches.popleft())
+        pad, ids = self.src_dict.pad(), []
+        for row in sample["net_input"]["src_tokens"]:
+            tokens = row[row.ne(pad)].cpu()
+            match = next((i for i in indices if torch.equal(self._inference_dataset.src[i], tokens)), None)
+            if match is None:
+                raise ValueError("the genre task cannot tell which input line a fairseq-interactive batch row is")
+            indices.remove(match)
+            ids.append(self._inference_offset + int(match))
+        return ids
+
+    def get_interactive_tokens_and_lengths(self, lines, encode_fn):
+        """fairseq's encoding of fairseq-interactive's raw lines; warns once when --bpe looks missing."""
+        tokens, lengths = super().get_interactive_tokens_and_lengths(lines, encode_fn)
+        if self._bpe is None and not getattr(self, "_raw_text_checked", False):
+            self._raw_text_checked = True
+            unk = sum(int(t.eq(self.src_dict.unk()).sum()) for t in tokens)
+            message = raw_text_without_bpe_warning(self.cfg.data.split(os.pathsep)[0], unk, sum(lengths))
+            if message:
+                logger.warning(message)
+        return tokens, lengths
 
     def build_bpe(self, args):
         """fairseq's BPE, kept to turn generated tokens back into identifier text for the name table."""
@@ -173,6 +229,9 @@ class GenreTask(TranslationTask):
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         """fairseq's inference step; with --name-table, also print each sentence's ranked entities (E- lines)."""
+        if "id" not in sample:  # fairseq-interactive; the search and the C-/E- lines need the ids
+            sample["id"] = torch.tensor(self._sentence_ids(sample), dtype=torch.long,
+                                        device=sample["net_input"]["src_tokens"].device)
         if self.mention_table is not None or self.given_candidates is not None:
             self._restrict_to_candidates(generator, sample)
         hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
@@ -327,6 +386,25 @@ class GenreTask(TranslationTask):
         if self.name_table is not None:
             metrics.log_scalar("_acc_entity", sum(log.get("_acc_entity", 0) for log in logging_outputs))
             metrics.log_derived("entity_acc", lambda m: round(100.0 * m["_acc_entity"].sum / m["_acc_total"].sum, 3))
+
+
+def raw_text_without_bpe_warning(data_dir: str, unknown: int, total: int) -> Optional[str]:
+    """The warning for raw text read without ``--bpe`` next to a BPE model, or mostly ``<unk>``; else None."""
+    if not total or unknown * 5 < total:  # fewer than 1 in 5 unknown: text already in the model's pieces
+        return None
+    names = set(os.listdir(data_dir)) if os.path.isdir(data_dir) else set()
+    spm = sorted(n for n in names if n.endswith(".model"))
+    if spm:
+        hint = f"--bpe sentencepiece --sentencepiece-model {os.path.join(data_dir, spm[0])}"
+    elif "encoder.json" in names and "vocab.bpe" in names:
+        hint = (f"--bpe gpt2 --gpt2-encoder-json {os.path.join(data_dir, 'encoder.json')} "
+                f"--gpt2-vocab-bpe {os.path.join(data_dir, 'vocab.bpe')}")
+    elif unknown * 2 >= total:
+        hint = "the --bpe (and --tokenizer) the model was trained with"
+    else:
+        return None
+    return (f"raw text without --bpe: {unknown} of {total} input tokens are <unk> in the source dictionary, "
+            f"and the output is likely garbage; give {hint}")
 
 
 def load_candidate_options(cfg, tree: Optional[PrefixTree], table: Optional[NameTable]):

@@ -25,6 +25,8 @@ from fairseq.models.bart import BARTModel
 import genre_fairseq
 from genre_fairseq import checkpoints
 
+genre_fairseq.register()  # what fairseq's --user-dir does, whatever imported the package before
+
 PLUGIN_DIR = Path(genre_fairseq.__file__).resolve().parent
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 N_TEST = 4
@@ -113,7 +115,7 @@ def ckpt(tmp_path_factory):
 
 
 def test_plugin_import_allow_lists_the_globals():
-    """Importing the plugin (what --user-dir does) registers the list; a second call changes nothing."""
+    """Loading the plugin into fairseq (what --user-dir does) registers the list; a second call changes nothing."""
     safe = torch.serialization.get_safe_globals()
     assert argparse.Namespace in safe
     assert all(entry in safe for entry in checkpoints.fairseq_checkpoint_globals())

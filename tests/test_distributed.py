@@ -13,8 +13,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import genre_fairseq  # noqa: F401  (allow-list for torch.load; the patches of distributed.py)
+import genre_fairseq
 from genre_fairseq import distributed
+
+genre_fairseq.register()  # what fairseq's --user-dir does: the torchrun detection
+genre_fairseq.apply_fairseq_fixes()  # what the genre task does: the allow-list and the broadcast
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(ROOT, "genre_fairseq")

@@ -317,6 +317,32 @@ def test_generate_with_explicit_candidates(workdir, name_table, tmp_path):
         assert [e[3] for e in ents] == ["ent:" + decoy.replace(" ", "_")]
 
 
+def test_interactive_prints_entities_with_candidates_and_buffers(workdir, name_table, tmp_path):
+    """fairseq-interactive's batches carry no ids: E-/C- lines and the candidates still follow the input lines.
+
+    Buffers of 5 lines decoded in batches of 2 (rows reordered by length): line i's candidates
+    force the decoy of its mention, so a row given another line's candidates shows at once.
+    """
+    mentions = _test_mentions(workdir)
+    lines = ["ent:" + _decoy(m).replace(" ", "_") for m in mentions]
+    cands = tmp_path / "cands.tsv"
+    cands.write_text("\n".join(lines) + "\n")
+    proc = check(run(
+        ["fairseq-interactive", str(workdir / "bin"), "--user-dir", PLUGIN, "--task", "genre",
+         "--source-lang", "source", "--target-lang", "target", "--trie", str(workdir / "kb.trie"),
+         "--name-table", str(name_table), "--candidates-file", str(cands),
+         "--path", str(workdir / "ckpt" / "checkpoint_last.pt"), "--beam", "2", "--nbest", "2",
+         "--buffer-size", "5", "--batch-size", "2", "--cpu"],
+        input=(workdir / "test.source").read_text()))
+    entities = _entity_lines(proc.stdout)
+    assert {e[0] for e in entities} == {f"E-{i}" for i in range(12)}
+    for i, m in enumerate(mentions):
+        decoy = _decoy(m)
+        assert sorted(h[2] for h in _hypotheses(proc.stdout) if h[0] == f"H-{i}") == \
+            sorted(f"{decoy} >> {lang}" for lang in ("de", "en"))
+        assert [e[3] for e in entities if e[0] == f"E-{i}"] == ["ent:" + decoy.replace(" ", "_")]
+
+
 def test_generate_with_candidates_from_a_mention_table(workdir, name_table, tmp_path):
     from genre_fairseq.name_table import MentionTable
 
@@ -363,3 +389,18 @@ def test_hub_with_candidates(workdir, model_dir, name_table, tmp_path):
         model.sample(SENTENCES, trie=trie, candidates=[["ent:ha"]])
     with pytest.raises(ValueError, match="needs name_table"):
         model.sample(SENTENCES, trie=trie, mention_table=str(tmp_path / "m.mentions"))
+
+
+def test_raw_text_without_bpe_warning(tmp_path):
+    from genre_fairseq.task import raw_text_without_bpe_warning as warning
+
+    assert warning(str(tmp_path), 1, 10) is None  # a few unknown words: text in the model's own pieces
+    assert warning(str(tmp_path), 3, 10) is None  # no BPE files, and not mostly unknown
+    assert "give the --bpe" in warning(str(tmp_path), 6, 10)
+    (tmp_path / "encoder.json").write_text("{}")
+    (tmp_path / "vocab.bpe").write_text("")
+    assert f"--bpe gpt2 --gpt2-encoder-json {tmp_path / 'encoder.json'}" in warning(str(tmp_path), 2, 10)
+    (tmp_path / "spm_256000.model").write_text("")
+    message = warning(str(tmp_path), 9, 10)
+    assert message.startswith("raw text without --bpe: 9 of 10 input tokens are <unk>")
+    assert message.endswith(f"give --bpe sentencepiece --sentencepiece-model {tmp_path / 'spm_256000.model'}")

@@ -19,7 +19,8 @@ import sys
 import torch
 from fairseq.data.iterators import BufferedIterator
 if sys.argv[1] == "plugin":
-    import genre_fairseq  # noqa: F401  (registers the exit handler)
+    import genre_fairseq
+    genre_fairseq.apply_fairseq_fixes()  # what the genre task does when fairseq builds it
 torch.set_num_threads(1)
 a = torch.randn(1200, 1200)
 

@@ -215,3 +215,34 @@ def test_a_missing_model_file_is_a_clear_error(capsys, tmp_path):
     assert out.err.count("\n") == 1
     code, out = run_main(capsys, "--file", str(tmp_path / "nothing.txt"))
     assert code == 2 and out.err == f"quickstart: error: {tmp_path / 'nothing.txt'}: file not found\n"
+
+
+def test_inspect_shows_tree_samples_as_text(tmp_path):
+    """genre-trie inspect --dict [--sentencepiece]: the shipped tree's samples as symbols, then as identifiers."""
+    trie, vocab, spm = (os.path.join(MODEL, n) for n in ("cldr.trie", "dict.target.txt", "spm.model"))
+
+    def inspect(*extra):
+        return subprocess.run(["genre-trie", "inspect", trie, "--samples", "3", *extra], cwd=tmp_path, env=ENV,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    import sentencepiece
+
+    from genre_fairseq.prefix_tree import PrefixTree
+
+    with open(vocab, encoding="utf-8") as f:
+        symbols = ["<s>", "<pad>", "</s>", "<unk>"] + [line.split(" ")[0] for line in f]
+    samples = [seq for _, seq in zip(range(3), PrefixTree.load(trie))]
+    pieces = [[symbols[t] for t in seq if t >= 4] for seq in samples]
+    texts = [sentencepiece.SentencePieceProcessor(model_file=spm).decode_pieces(p) for p in pieces]
+    assert all(" >> " in t for t in texts)
+    proc = inspect("--dict", vocab, "--sentencepiece", spm)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-3:] == [f"  {' '.join(map(str, s))}\t{t}" for s, t in zip(samples, texts)]
+    proc = inspect("--dict", vocab)
+    assert proc.stdout.splitlines()[-3:] == [f"  {' '.join(map(str, s))}\t{' '.join(p)}" for s, p in zip(samples, pieces)]
+    proc = inspect("--sentencepiece", spm)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == ["genre-trie inspect: error: inspect: a tokenizer option needs --dict "
+                                                "(the target dictionary the tree was built for)"]
+    proc = inspect("--dict", str(tmp_path / "missing.txt"))
+    assert proc.returncode == 2 and proc.stdout == "" and "missing.txt: file not found" in proc.stderr

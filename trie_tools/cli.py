@@ -287,6 +287,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 def _inspect_tree(args: argparse.Namespace) -> None:
     tree = PrefixTree.load(args.file, deep=True)
+    show = _sample_text(args)  # bad options fail before anything is printed
     print(f"kind: prefix tree\nfile: {args.file}\nversion: {_version(args.file)}")
     print(f"sequences: {len(tree)}\nnodes: {tree.num_nodes}\nedges: {tree.num_edges}")
     print("bits: " + ", ".join(f"{k} {v}" for k, v in tree.bit_widths.items()))
@@ -296,7 +297,37 @@ def _inspect_tree(args: argparse.Namespace) -> None:
     for i, seq in enumerate(tree):
         if i >= args.samples:
             break
-        print("  " + " ".join(map(str, seq)))
+        print("  " + " ".join(map(str, seq)) + show(seq))
+
+
+def _sample_text(args: argparse.Namespace):
+    """How to show a tree's sample as text: ``--dict`` gives its symbols, a tokenizer the identifier."""
+    from .encode import TokenizerSpec
+
+    tokenizer = None
+    if args.sentencepiece or args.gpt2_encoder_json or args.gpt2_vocab_bpe:
+        if not args.dict:
+            raise UsageError("inspect: a tokenizer option needs --dict (the target dictionary the tree was built for)")
+        spec = TokenizerSpec(sentencepiece=args.sentencepiece, gpt2_encoder_json=args.gpt2_encoder_json,
+                             gpt2_vocab_bpe=args.gpt2_vocab_bpe, gpt2_leading_space=True)
+        try:
+            tokenizer = spec.build()
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if not args.dict:
+        return lambda seq: ""
+    try:
+        dictionary = load_dictionary(args.dict)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+    def show(seq) -> str:
+        if any(t >= len(dictionary) for t in seq):
+            return "\t(ids beyond --dict: another dictionary?)"
+        symbols = [dictionary[t] for t in seq if t >= dictionary.nspecial]  # no EOS/BOS/pad/unk
+        return "\t" + (tokenizer.decode(symbols) if tokenizer is not None else " ".join(symbols))
+
+    return show
 
 
 def _version(path: str) -> int:
@@ -399,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "after checking its checksums.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--samples", type=int, default=5, help="how many entries to print (default 5)")
+    p.add_argument("--dict", metavar="dict.txt", help="a tree's samples: also print their dictionary symbols")
+    p.add_argument("--sentencepiece", metavar="SPM", help="with --dict: print a tree's samples as identifier text")
+    p.add_argument("--gpt2-encoder-json", metavar="F", help="with --dict and --gpt2-vocab-bpe: the same for GPT-2 BPE")
+    p.add_argument("--gpt2-vocab-bpe", metavar="F", help="see --gpt2-encoder-json")
     p.set_defaults(func=cmd_inspect)
 
     from .convert import add_convert_parser

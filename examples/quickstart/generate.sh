@@ -13,6 +13,8 @@ input="${1:-$here/sentences.tsv}"
 work="$(mktemp -d -t genre-quickstart-gen.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 export PYTHONWARNINGS=ignore
+# one torch thread unless told otherwise (the default, one per core, is slower on a busy machine)
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 
 # The same reading and checks as python -m examples.quickstart (markers present, spaced), then SentencePiece.
 python - "$here" "$input" "$model" > "$work/test.txt" <<'PY'
