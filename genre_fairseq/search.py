@@ -121,7 +121,7 @@ class PrefixTreeSearch(Search):
         if hasattr(self.tree, "sentence_roots"):  # per-sentence trees (candidates.CandidateTrees)
             assert sentence_ids is not None, "per-sentence trees need fairseq's original_batch_idxs"
             beam = prev_output_tokens.size(0) // sentence_ids.numel()
-            roots = self.tree.sentence_roots(sentence_ids).repeat_interleave(beam)
+            roots = self.tree.sentence_roots(sentence_ids.to(prev_output_tokens.device)).repeat_interleave(beam)
         return self.tree.walk(tokens, roots)
 
     def _use_dense(self, width: int) -> bool:
@@ -246,7 +246,8 @@ def drop_dead(finalized: List[List[dict]], tree, sentence_ids: Tensor, eos: int)
     tokens = torch.full((len(seqs), width), -1, dtype=torch.long)
     for r, x in enumerate(seqs):
         tokens[r, : len(x)] = torch.tensor(x, dtype=torch.long)
-    device = sentence_ids.device
+    device = finalized[rows[0][0]][rows[0][1]]["tokens"].device
+    sentence_ids = sentence_ids.to(device)
     tokens, lengths = tokens.to(device), lengths.to(device)
     if hasattr(tree, "sentence_roots"):
         states = tree.sentence_roots(sentence_ids[torch.tensor([i for i, _ in rows], device=device)])
