@@ -395,7 +395,7 @@ class _Hub:
                                          f"({sets[missing[0]].describe()}), and there is no trie to fall back on")
                 generator = generator or self._generator(beam, max_len_b, trees, candidate_multiple)
                 generator.search.set_tree(trees)
-            for i, hypos in zip(batch["id"].tolist(), generator.generate(self.models, batch)):
+            for i, hypos in zip(range(start, start + batch["id"].numel()), generator.generate(self.models, batch)):
                 texts, logprobs, lengths = hypothesis_fields(hypos, self.tgt_dict, self.bpe)
                 if resolver is not None:
                     ranked = rank_entities(texts, logprobs, lengths, resolver, marginalize=marginalize is not False,
