@@ -249,7 +249,9 @@ class GenreTask(TranslationTask):
         """Refuse a sentence without a marked, non-empty mention, naming its line of the input."""
         from fairseq import utils
 
-        for row, sid in enumerate(sample["id"].tolist()):
+        src_tokens = sample["net_input"]["src_tokens"]
+        ids = sample.get("id")  # fairseq-interactive's batches have none: number the batch's lines
+        for row, sid in enumerate(ids.tolist() if torch.is_tensor(ids) else range(src_tokens.size(0))):
             symbols = self.src_dict.string(utils.strip_pad(sample["net_input"]["src_tokens"][row], self.src_dict.pad()))
             if self._bpe is not None:
                 forms = [self._bpe.decode(symbols)]
