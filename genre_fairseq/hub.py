@@ -55,7 +55,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
-from .marginalize import NameResolver, hypothesis_fields, rank_entities
+from .marginalize import NameResolver, add_nil, check_nil_options, hypothesis_fields, rank_entities
 from .name_table import MentionTable, NameTable
 from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree
 from .task import check_name_table, check_prefix_tree
@@ -70,6 +70,8 @@ def cut_around_mention(words: Sequence[str], start: str, end: str, max_words: in
     i, j = words.index(start), words.index(end)
     if j < i or words.count(start) != 1 or words.count(end) != 1:
         raise ValueError(f"mention markers must appear once each, {start} before {end}")
+    if j == i + 1:
+        raise ValueError(f"empty mention: no word between {start} and {end}")
     if len(words) <= max_words:
         return list(words)
     budget = max(max_words - (j - i + 1), 0)
@@ -314,7 +316,7 @@ class _Hub:
         beam: int = 10,
         trie: Union[str, PrefixTree, None] = None,
         name_table: Union[str, NameTable, None] = None,
-        marginalize: bool = True,
+        marginalize: Optional[bool] = None,
         candidates: Optional[Sequence[Optional[Sequence[str]]]] = None,
         max_len_b: int = 32,
         *,
@@ -323,6 +325,9 @@ class _Hub:
         batch_size: int = 32,
         mention_table: Union[str, MentionTable, None] = None,
         candidates_k: Optional[int] = 10,
+        candidate_multiple: int = 2,
+        nil_threshold: Optional[float] = None,
+        nil_margin: Optional[float] = None,
     ) -> List[List[dict]]:
         """Link each sentence's marked mention: ranked ``{"id", "score", "texts", "scores"}`` with a name
         table, else ranked ``{"text", "score"}`` (score: log p / L ** alpha).
@@ -334,12 +339,24 @@ class _Hub:
         A sentence with no candidate in the tree falls back to the whole ``trie``. With either
         option, every returned entry also has ``"candidates"``: how its sentence was decoded
         (e.g. ``"3 candidates (mentions), 7 identifiers"`` or ``"no candidates: full tree"``).
+
+        ``marginalize`` (default: True with a name table) needs ``name_table``.
+        ``candidate_multiple``: candidates per step in beams, 2 (default) or 1 (the reference
+        GENRE search, which can lose a better identifier; see ``genre_fairseq.search``).
+        No entity (``marginalize.add_nil``): with ``nil_threshold`` (best score below it) or
+        ``nil_margin`` (best beats the second by less), a sentence's list starts with
+        ``{"nil": True, "id": None, "score": <best score>, ...}``, and every entry has ``"nil"``.
         """
         if isinstance(sentences, (str, bytes)):
             raise TypeError("sample() takes a list of sentences, not one string")
         if candidates is not None and (isinstance(candidates, str) or len(candidates) != len(sentences)):
             raise ValueError(f"candidates must be a list with one entry (None or a list) per sentence: "
                              f"{len(sentences)} sentences")
+        _check_sample_options(beam=beam, max_len_b=max_len_b, batch_size=batch_size, candidates_k=candidates_k,
+                              alpha=alpha, candidate_multiple=candidate_multiple)
+        check_nil_options(nil_threshold, nil_margin)
+        if marginalize and name_table is None:
+            raise ValueError("marginalize=True groups hypotheses by entity: it needs name_table=")
         if not sentences:
             return []
         sources = [self._source_ids(s, i) for i, s in enumerate(sentences)]
@@ -358,7 +375,7 @@ class _Hub:
             if not isinstance(mention_table, MentionTable):
                 mention_table = MentionTable.load(mention_table)
         results: List[List[dict]] = []
-        generator = None if restrict else self._generator(beam, max_len_b, tree)
+        generator = None if restrict else self._generator(beam, max_len_b, tree, candidate_multiple)
         for start in range(0, len(sources), batch_size):
             batch = self._batch(sources[start: start + batch_size], start)
             sets = {}
@@ -376,22 +393,23 @@ class _Hub:
                     if missing:
                         raise ValueError(f"sentence {missing[0]}: no candidate identifier could be encoded "
                                          f"({sets[missing[0]].describe()}), and there is no trie to fall back on")
-                generator = generator or self._generator(beam, max_len_b, trees)
+                generator = generator or self._generator(beam, max_len_b, trees, candidate_multiple)
                 generator.search.set_tree(trees)
-            for i, hypos in zip(batch["id"].tolist(), generator.generate(self.models, batch)):
+            for i, hypos in zip(range(start, start + batch["id"].numel()), generator.generate(self.models, batch)):
                 texts, logprobs, lengths = hypothesis_fields(hypos, self.tgt_dict, self.bpe)
                 if resolver is not None:
-                    ranked = rank_entities(texts, logprobs, lengths, resolver, marginalize=marginalize, alpha=alpha)
+                    ranked = rank_entities(texts, logprobs, lengths, resolver, marginalize=marginalize is not False,
+                                           alpha=alpha)
                 else:
                     scored = [{"text": t, "score": lp / (n ** alpha)} for t, lp, n in zip(texts, logprobs, lengths)]
                     ranked = sorted(scored, key=lambda e: -e["score"])
                 if restrict:
                     for entry in ranked:
                         entry["candidates"] = sets[i].describe()
-                results.append(ranked)
+                results.append(add_nil(ranked, threshold=nil_threshold, margin=nil_margin))
         return results
 
-    def _generator(self, beam: int, max_len_b: int, tree):
+    def _generator(self, beam: int, max_len_b: int, tree, candidate_multiple: int = 2):
         from fairseq.sequence_generator import SequenceGenerator
 
         from .search import PrefixTreeSequenceGenerator
@@ -399,15 +417,35 @@ class _Hub:
         kwargs = dict(beam_size=beam, max_len_a=0, max_len_b=max_len_b, len_penalty=1.0)
         if tree is None:
             return SequenceGenerator(self.models, self.tgt_dict, **kwargs)
-        return PrefixTreeSequenceGenerator(self.models, self.tgt_dict, prefix_tree=tree, **kwargs)
+        return PrefixTreeSequenceGenerator(self.models, self.tgt_dict, prefix_tree=tree,
+                                           candidate_multiple=candidate_multiple, **kwargs)
 
     def _batch(self, sources: List[torch.Tensor], first_id: int = 0) -> dict:
         from fairseq.data import data_utils
 
-        lengths = torch.tensor([s.numel() for s in sources])
+        # Every tensor follows the model: fairseq indexes sample["id"] (and the search its
+        # candidate roots) with the decoder's indices once a sentence of the batch finishes.
+        lengths = torch.tensor([s.numel() for s in sources], device=self.device)
         tokens = data_utils.collate_tokens(sources, self.src_dict.pad(), self.src_dict.eos(), left_pad=True)
-        ids = torch.arange(first_id, first_id + len(sources))
-        return {"id": ids, "net_input": {"src_tokens": tokens.to(self.device), "src_lengths": lengths.to(self.device)}}
+        ids = torch.arange(first_id, first_id + len(sources), device=self.device)
+        return {"id": ids, "net_input": {"src_tokens": tokens.to(self.device), "src_lengths": lengths}}
+
+
+def _check_sample_options(**options) -> None:
+    """Refuse option values of ``sample()`` that cannot be decoded with, naming the option."""
+    for name in ("beam", "max_len_b", "batch_size"):
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    k = options["candidates_k"]
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ValueError(f"candidates_k must be None (all) or an integer >= 1, got {k!r}")
+    alpha = options["alpha"]
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < float("inf"):
+        raise ValueError(f"alpha must be a finite number >= 0 (the length normalization), got {alpha!r}")
+    multiple = options["candidate_multiple"]
+    if isinstance(multiple, bool) or multiple not in (1, 2):
+        raise ValueError(f"candidate_multiple must be 1 (the reference's search) or 2, got {multiple!r}")
 
 
 class GENRE(_Hub):

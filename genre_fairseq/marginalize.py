@@ -18,6 +18,10 @@ Ranking:
 
 Entities are sorted by score, descending; ties keep the order of their best hypothesis in the
 beam. Each keeps its member identifiers and their normalized scores, best first.
+
+No entity (NIL, for mentions out of the knowledge base): :func:`add_nil` puts an entry
+``{"nil": True, "id": None, ...}`` first when the best entity's score is below a threshold,
+or beats the second's by less than a margin (both in the ranking's own score units).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .identifiers import parse_identifier
 
-__all__ = ["NameResolver", "hypothesis_fields", "normalized_score", "rank_entities"]
+__all__ = ["NameResolver", "add_nil", "check_nil_options", "hypothesis_fields", "normalized_score", "rank_entities"]
 
 
 def normalized_score(logprob: float, length: int, alpha: float) -> float:
@@ -104,3 +108,38 @@ def rank_entities(
     for entry in ranked:
         del entry["_first"]
     return ranked
+
+
+def check_nil_options(threshold: Optional[float], margin: Optional[float], prefix: str = "") -> None:
+    """Refuse a NIL threshold that is not a finite number, or a negative / non-finite margin."""
+    if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise ValueError(f"{prefix}nil_threshold must be a finite number (a normalized log-probability, <= 0), "
+                         f"got {threshold!r}")
+    if margin is not None and not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"{prefix}nil_margin must be a finite number >= 0, got {margin!r}")
+
+
+def add_nil(ranked: List[dict], *, threshold: Optional[float] = None, margin: Optional[float] = None) -> List[dict]:
+    """``ranked`` with a NIL entry first when no entity is convincing; every entry gets ``"nil"``.
+
+    NIL when there is no entry at all, when the best score is below ``threshold``, or when the
+    best beats the second by less than ``margin`` (a single entry has no rival: only the
+    threshold applies). The NIL entry's score is the best entry's (-inf when there is none).
+    """
+    if threshold is None and margin is None:
+        return ranked
+    out = [dict(entry, nil=False) for entry in ranked]
+    best = out[0]["score"] if out else -math.inf
+    nil = not out
+    if threshold is not None and best < threshold:
+        nil = True
+    if margin is not None and len(out) > 1 and best - out[1]["score"] < margin:
+        nil = True
+    if nil:
+        entry = {"id": None, "texts": [], "scores": []} if not out or "id" in out[0] else {"text": None}
+        for key, value in (out[0].items() if out else ()):
+            if key not in entry and key not in ("score", "nil"):
+                entry[key] = value  # what says how the sentence was decoded ("candidates")
+        entry.update(nil=True, score=best)
+        out.insert(0, entry)
+    return out

@@ -14,19 +14,28 @@ Two ways to restrict the scores, with identical results (``mode``):
 - ``"auto"`` (default) picks sparse unless K exceeds half the vocabulary, where the dense
   mask does less work (see benchmarks/RESULTS.md).
 
+Candidates per step (``candidate_multiple``). fairseq's generator finalizes the EOS candidates
+among the first ``beam_size`` it is given and continues the best ``beam_size`` non-EOS ones. With
+``2 * beam_size`` candidates (the default, as fairseq's own ``BeamSearch``), the beam stays full of
+live hypotheses after some have finished. With ``beam_size`` candidates (``candidate_multiple=1``,
+as fairseq's ``PrefixConstrainedBeamSearch`` and the reference GENRE code), every finished
+hypothesis takes a slot of the beam for the rest of the search, so the beam narrows and a better
+identifier it would have found can be lost (tests/test_search.py shows one). Scores of live
+hypotheses with ``candidate_multiple=1`` equal ``PrefixConstrainedBeamSearch``'s given the same
+allowed sets. fairseq's generator reads at most ``2 * beam_size`` candidates: 1 and 2 are the only
+values.
+
 Dead ends. A hypothesis with no allowed continuation of finite score (it reached a leaf
 without EOS, its prefix was forced off the tree, or ``max_len`` cut it inside a name)
 is dropped: it never wins a beam slot over a live hypothesis, as with fairseq's ``-inf``
 mask. Instead of ``-inf`` (which turns into NaN positional scores when fairseq finalizes)
 such filler candidates carry the finite score :data:`DEAD_SCORE` and the pad token. When
 every candidate of a sentence is dead, the sentence is finished with EOS candidates of
-score :data:`DEAD_SCORE` rather than running to ``max_len``; :class:`PrefixTreeSequenceGenerator`
-removes those hypotheses from the output, so a sentence whose beam holds no valid
-identifier returns an empty n-best list, never NaN and never a non-tree sequence.
-
-Scores of live hypotheses equal those of fairseq's ``PrefixConstrainedBeamSearch`` given
-the same allowed sets (with the default ``candidate_multiple=1``, which returns
-``beam_size`` candidates per sentence as that class does).
+score :data:`DEAD_SCORE` rather than running to ``max_len``. :class:`PrefixTreeSequenceGenerator`
+then keeps only the finished hypotheses whose tokens are a sequence of the tree (of the
+sentence's candidate subtree): a dead filler is recognised by its tokens, which length
+normalization (``--lenpen``) cannot move, never by its score. A sentence whose beam holds no
+valid identifier returns an empty n-best list, never NaN and never a non-tree sequence.
 """
 
 from __future__ import annotations
@@ -43,21 +52,22 @@ from .prefix_tree import PrefixTree
 
 #: Score of filler candidates and of the EOS that retires a sentence with no live hypothesis.
 DEAD_SCORE = -1e30
-#: Finalized hypotheses scoring at or below this are dead and removed from the output.
-DEAD_THRESHOLD = -1e20
 
 SEARCH_MODES = ("auto", "sparse", "dense")
+#: Candidates per step, in beams: 2 (default, fairseq's BeamSearch) or 1 (the reference's).
+CANDIDATE_MULTIPLES = (1, 2)
 
 
 class PrefixTreeSearch(Search):
     """Beam search whose hypotheses are prefixes of the sequences in a :class:`PrefixTree`."""
 
-    def __init__(self, tgt_dict, tree: PrefixTree, *, mode: str = "auto", candidate_multiple: int = 1):
+    def __init__(self, tgt_dict, tree: PrefixTree, *, mode: str = "auto", candidate_multiple: int = 2):
         super().__init__(tgt_dict)
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}; expected one of {SEARCH_MODES}")
-        if candidate_multiple < 1:
-            raise ValueError(f"candidate_multiple must be >= 1, got {candidate_multiple}")
+        if isinstance(candidate_multiple, bool) or candidate_multiple not in CANDIDATE_MULTIPLES:
+            raise ValueError(f"candidate_multiple must be 1 (beam_size candidates per step, as the reference) "
+                             f"or 2 (2 * beam_size, as fairseq's BeamSearch), got {candidate_multiple!r}")
         self.set_tree(tree)
         self.mode = mode
         self.candidate_multiple = candidate_multiple
@@ -111,7 +121,7 @@ class PrefixTreeSearch(Search):
         if hasattr(self.tree, "sentence_roots"):  # per-sentence trees (candidates.CandidateTrees)
             assert sentence_ids is not None, "per-sentence trees need fairseq's original_batch_idxs"
             beam = prev_output_tokens.size(0) // sentence_ids.numel()
-            roots = self.tree.sentence_roots(sentence_ids).repeat_interleave(beam)
+            roots = self.tree.sentence_roots(sentence_ids.to(prev_output_tokens.device)).repeat_interleave(beam)
         return self.tree.walk(tokens, roots)
 
     def _use_dense(self, width: int) -> bool:
@@ -137,7 +147,7 @@ class PrefixTreeSearch(Search):
             scores: (bsz x beam_size x step) cumulative scores so far
             prev_output_tokens: (bsz * beam_size x (step + 1)) tokens so far, starting with BOS
         Returns:
-            scores, indices, beams: each (bsz x max(candidate_multiple * beam_size, beam_size))
+            scores, indices, beams: each (bsz x candidate_multiple * beam_size)
         """
         assert prev_output_tokens is not None
         bsz, beam_size, vocab_size = lprobs.size()
@@ -204,7 +214,7 @@ class PrefixTreeSequenceGenerator(SequenceGenerator):
     """fairseq's SequenceGenerator with :class:`PrefixTreeSearch`, minus dead hypotheses."""
 
     def __init__(self, models, tgt_dict, *, prefix_tree: PrefixTree, search_mode: str = "auto",
-                 candidate_multiple: int = 1, **kwargs):
+                 candidate_multiple: int = 2, **kwargs):
         kwargs["search_strategy"] = PrefixTreeSearch(
             tgt_dict, prefix_tree, mode=search_mode, candidate_multiple=candidate_multiple
         )
@@ -214,9 +224,43 @@ class PrefixTreeSequenceGenerator(SequenceGenerator):
         finalized = super()._generate(
             sample, prefix_tokens=prefix_tokens, constraints=constraints, bos_token=bos_token
         )
-        return [drop_dead(hypos) for hypos in finalized]
+        ids = sample.get("id")
+        if not torch.is_tensor(ids):  # fairseq numbers the sentences of a batch without ids
+            ids = torch.arange(len(finalized))
+        return drop_dead(finalized, self.search.tree, ids, self.eos)
 
 
-def drop_dead(hypos: List[dict]) -> List[dict]:
-    """The hypotheses of one sentence that are not dead fillers (see :data:`DEAD_SCORE`)."""
-    return [h for h in hypos if float(h["score"]) > DEAD_THRESHOLD]
+def drop_dead(finalized: List[List[dict]], tree, sentence_ids: Tensor, eos: int) -> List[List[dict]]:
+    """Keep, of each sentence's finished hypotheses, those whose tokens are a sequence of ``tree``.
+
+    ``tree``: a PrefixTree or per-sentence ``candidates.CandidateTrees``; ``sentence_ids``: the
+    ids (``sample["id"]``) of the sentences of ``finalized``, which choose their subtrees.
+    """
+    rows = [(i, j) for i, hypos in enumerate(finalized) for j in range(len(hypos))]
+    if not rows:
+        return finalized
+    lead = [eos] if tree.start_token is not None else []  # the tree's sequences include the BOS
+    seqs = [lead + finalized[i][j]["tokens"].tolist() for i, j in rows]
+    lengths = torch.tensor([len(x) for x in seqs])
+    width = int(lengths.max())
+    tokens = torch.full((len(seqs), width), -1, dtype=torch.long)
+    for r, x in enumerate(seqs):
+        tokens[r, : len(x)] = torch.tensor(x, dtype=torch.long)
+    device = finalized[rows[0][0]][rows[0][1]]["tokens"].device
+    sentence_ids = sentence_ids.to(device)
+    tokens, lengths = tokens.to(device), lengths.to(device)
+    if hasattr(tree, "sentence_roots"):
+        states = tree.sentence_roots(sentence_ids[torch.tensor([i for i, _ in rows], device=device)])
+    else:
+        states = torch.zeros(len(rows), dtype=torch.long, device=device)
+    end = torch.full_like(states, -1)
+    for t in range(width):
+        # a row past its own length would advance by the filler -1: its end state is already kept
+        states = tree.advance(states, tokens[:, t].clamp(min=0))
+        end = torch.where(lengths == t + 1, states, end)
+    keep = (end >= 0).tolist()
+    kept: List[List[dict]] = [[] for _ in finalized]
+    for (i, j), ok in zip(rows, keep):
+        if ok:
+            kept[i].append(finalized[i][j])
+    return kept

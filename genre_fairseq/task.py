@@ -4,6 +4,8 @@
 import json
 import logging
 import os
+import pickle
+import sys
 from argparse import Namespace
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,10 +25,10 @@ from . import apply_fairseq_fixes
 from .checkpoints import allow_fairseq_checkpoint_globals
 from . import criterions as _criterion, models as _presets  # noqa: F401  (they register with the task)
 from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
-from .marginalize import NameResolver, hypothesis_fields, rank_entities
+from .marginalize import NameResolver, add_nil, check_nil_options, hypothesis_fields, rank_entities
 from .name_table import MentionTable, NameTable
 from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree, dictionary_fingerprint
-from .search import PrefixTreeSequenceGenerator
+from .search import CANDIDATE_MULTIPLES, PrefixTreeSequenceGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,23 @@ class GenreConfig(TranslationConfig):
         },
     )
 
+    candidate_multiple: int = field(
+        default=2,
+        metadata={"help": "candidates per search step, in beams: 2 (default, as fairseq's BeamSearch) keeps the beam "
+                  "full after hypotheses finish; 1 reproduces the reference GENRE search, which can lose a better "
+                  "identifier"},
+    )
+    nil_threshold: Optional[float] = field(
+        default=None,
+        metadata={"help": "no entity (an E- line with entity NIL at rank 0, before the others) when the best "
+                  "entity's score (as in E- lines) is below this (needs --name-table); see docs/decoding.md"},
+    )
+    nil_margin: Optional[float] = field(
+        default=None,
+        metadata={"help": "no entity (E- line NIL at rank 0) when the best entity's score beats the second's by "
+                  "less than this (needs --name-table)"},
+    )
+
     # Training: validation decoding (--eval-accuracy) and grouped targets (--target-groups).
     eval_accuracy: bool = field(
         default=False,
@@ -128,9 +147,21 @@ class GenreTask(TranslationTask):
 
     cfg: GenreConfig
 
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        """fairseq's set-up; errors of the genre task's options and inputs then end the command in one line."""
+        install_error_hook()
+        return super().setup_task(cfg, **kwargs)
+
     def __init__(self, cfg: GenreConfig, src_dict, tgt_dict):
         apply_fairseq_fixes()  # fairseq runs with this task: scope the process-wide fixes here
         super().__init__(cfg, src_dict, tgt_dict)
+        if cfg.candidate_multiple not in CANDIDATE_MULTIPLES:
+            raise GenreError(f"--candidate-multiple must be 1 or 2, got {cfg.candidate_multiple}")
+        check_nil_options(cfg.nil_threshold, cfg.nil_margin, prefix="--")
+        if (cfg.nil_threshold is not None or cfg.nil_margin is not None) and not cfg.name_table:
+            raise GenreError("--nil-threshold / --nil-margin decide on the E- lines' entities: give --name-table KB.names")
+        self._unchecked_sources_warned = False
         self.prefix_tree: Optional[PrefixTree] = None
         self.identifier_format: Optional[str] = cfg.identifier_format
         if cfg.trie:
@@ -232,13 +263,15 @@ class GenreTask(TranslationTask):
         if "id" not in sample:  # fairseq-interactive; the search and the C-/E- lines need the ids
             sample["id"] = torch.tensor(self._sentence_ids(sample), dtype=torch.long,
                                         device=sample["net_input"]["src_tokens"].device)
+        self._check_mentions(sample)
         if self.mention_table is not None or self.given_candidates is not None:
             self._restrict_to_candidates(generator, sample)
         hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
         if self.name_table is not None:
             for sample_id, sentence_hypos in zip(sample["id"].tolist(), hypos):
                 for rank, entity in enumerate(self.entities(sentence_hypos)):
-                    print(f"E-{sample_id}\t{rank}\t{entity['score']:.6f}\t{entity['id'] or '-'}\t"
+                    name = "NIL" if entity.get("nil") else entity["id"] or "-"
+                    print(f"E-{sample_id}\t{rank}\t{entity['score']:.6f}\t{name}\t"
                           + " | ".join(entity["texts"]), flush=True)
         return hypos
 
@@ -252,7 +285,7 @@ class GenreTask(TranslationTask):
             given = None
             if self.given_candidates is not None:
                 if sid >= len(self.given_candidates):
-                    raise ValueError(f"--candidates-file {self.cfg.candidates_file} has {len(self.given_candidates)} "
+                    raise GenreError(f"--candidates-file {self.cfg.candidates_file} has {len(self.given_candidates)} "
                                      f"lines, but sentence {sid} is being generated")
                 given = self.given_candidates[sid] or None
             source = self.src_dict.string(utils.strip_pad(sample["net_input"]["src_tokens"][row], self.src_dict.pad()))
@@ -265,10 +298,37 @@ class GenreTask(TranslationTask):
         generator.search.set_tree(CandidateTrees(self.prefix_tree, sets))
 
     def entities(self, hypos) -> list:
-        """Ranked entities of one sentence's hypotheses (see ``marginalize.rank_entities``)."""
+        """Ranked entities of one sentence's hypotheses (``marginalize.rank_entities``), NIL first if decided."""
         texts, logprobs, lengths = hypothesis_fields(hypos, self.tgt_dict, self._bpe)
-        return rank_entities(texts, logprobs, lengths, self.resolver, marginalize=self.cfg.marginalize,
-                             alpha=self.cfg.marginalize_alpha)
+        ranked = rank_entities(texts, logprobs, lengths, self.resolver, marginalize=self.cfg.marginalize,
+                               alpha=self.cfg.marginalize_alpha)
+        return add_nil(ranked, threshold=self.cfg.nil_threshold, margin=self.cfg.nil_margin)
+
+    def _check_mentions(self, sample) -> None:
+        """Refuse a sentence without a marked, non-empty mention, naming its line of the input."""
+        from fairseq import utils
+
+        src_tokens = sample["net_input"]["src_tokens"]
+        ids = sample.get("id")  # fairseq-interactive's batches have none: number the batch's lines
+        for row, sid in enumerate(ids.tolist() if torch.is_tensor(ids) else range(src_tokens.size(0))):
+            symbols = self.src_dict.string(utils.strip_pad(sample["net_input"]["src_tokens"][row], self.src_dict.pad()))
+            if self._bpe is not None:
+                forms = [self._bpe.decode(symbols)]
+            else:  # dictionary symbols, or SentencePiece pieces given without --bpe
+                forms = [symbols, "".join(symbols.split()).replace("\u2581", " ")]
+            mentions = [m for m in (mention_text(f) for f in forms) if m is not None]
+            if mentions and any(mentions):
+                continue
+            where = f"--task genre: sentence {sid} (line {sid + 1} of the input)"
+            if mentions:
+                raise GenreError(f"{where}: empty mention, no word between the markers: {forms[0][:80]!r}")
+            if self._bpe is None and symbols.split() and all(x.isdigit() for x in symbols.split()):
+                if not self._unchecked_sources_warned:  # GPT-2 BPE ids: the markers cannot be read without --bpe
+                    logger.warning("sources are GPT-2 BPE ids and no --bpe was given: mention markers are not checked")
+                    self._unchecked_sources_warned = True
+                return
+            raise GenreError(f"{where}: no mention marked [START] ... [END] or [START_ENT] ... [END_ENT]"
+                             f"{' (an empty line)' if not symbols.strip() else ''}: {forms[0][:80]!r}")
 
     def build_generator(
         self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, prefix_allowed_tokens_fn=None
@@ -292,12 +352,18 @@ class GenreTask(TranslationTask):
             if on
         ]
         if conflicting:
-            raise ValueError(
+            raise GenreError(
                 f"--trie decodes with a trie-constrained beam search; it cannot be combined with "
                 f"{', '.join(conflicting)} (drop those options or --trie)"
             )
+        beam, nbest = getattr(args, "beam", 5), getattr(args, "nbest", 1)
+        if beam < 1:
+            raise GenreError(f"--beam must be >= 1, got {beam}")
+        if nbest < 1 or nbest > beam:
+            raise GenreError(f"--nbest must be between 1 and --beam {beam}, got {nbest}")
         extra = dict(extra_gen_cls_kwargs or {})
         extra["prefix_tree"] = self.prefix_tree
+        extra["candidate_multiple"] = self.cfg.candidate_multiple
         return super().build_generator(
             models, args, seq_gen_cls=seq_gen_cls or PrefixTreeSequenceGenerator, extra_gen_cls_kwargs=extra
         )
@@ -307,6 +373,9 @@ class GenreTask(TranslationTask):
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         """fairseq's language-pair split; with --target-groups, grouped by DATA/<split>.group (docs/training.md)."""
         super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        if self.given_candidates is not None and len(self.given_candidates) < len(self.datasets[split]):
+            raise GenreError(f"--candidates-file {self.cfg.candidates_file} has {len(self.given_candidates)} lines, "
+                             f"but the {split} subset has {len(self.datasets[split])} sentences (one line each)")
         if not self.cfg.target_groups:
             return
         paths = fairseq_utils.split_paths(self.cfg.data)
@@ -405,6 +474,60 @@ def raw_text_without_bpe_warning(data_dir: str, unknown: int, total: int) -> Opt
         return None
     return (f"raw text without --bpe: {unknown} of {total} input tokens are <unk> in the source dictionary, "
             f"and the output is likely garbage; give {hint}")
+
+
+class GenreError(ValueError):
+    """A bad option value or input of the genre task: fairseq's commands print it as one line."""
+
+
+def _genre_frames(tb) -> bool:
+    """Whether a traceback passes through this package (an error of ours, not of fairseq or torch)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    while tb is not None:
+        if os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(here + os.sep):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def one_line_error(exc: BaseException, tb) -> Optional[str]:
+    """The one line a fairseq command with the genre task prints for ``exc``, or None (keep the traceback).
+
+    Ours: a GenreError, and a ValueError / OSError raised through this package (option checks,
+    file loading). fairseq's and torch's refusals of the inputs: a checkpoint torch's safe loading
+    or unpickling refuses, a checkpoint whose embeddings do not fit the dictionaries, an input
+    longer than the model's positions. Anything else is a bug and keeps its traceback.
+    """
+    from .hub import _first_line
+
+    text = str(exc)
+    if isinstance(exc, GenreError) or (isinstance(exc, (ValueError, OSError)) and _genre_frames(tb)):
+        return text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, (pickle.UnpicklingError, EOFError)) or "WeightsUnpickler" in text:
+        return f"checkpoint (--path) refused: {_first_line(exc)}"
+    if isinstance(exc, RuntimeError) and "size mismatch" in text:
+        mismatch = next(x.strip() for x in text.splitlines() if "size mismatch" in x)
+        return (f"the checkpoint (--path) does not fit the dictionaries of the data directory ({mismatch}); "
+                f"use the dict.*.txt released with the checkpoint")
+    if text.startswith("Size of sample #"):
+        return text.splitlines()[0] + " (or shorten the input)"
+    return None
+
+
+def _genre_excepthook(exc_type, exc, tb) -> None:
+    line = one_line_error(exc, tb) if isinstance(exc, Exception) else None
+    if line is None:
+        _genre_excepthook.previous(exc_type, exc, tb)
+        return
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def install_error_hook() -> None:
+    """Make uncaught genre-task errors print ``error: <one line>`` and exit 2 (fairseq's CLIs, not the library)."""
+    if sys.excepthook is not _genre_excepthook:
+        _genre_excepthook.previous = sys.excepthook
+        sys.excepthook = _genre_excepthook
 
 
 def load_candidate_options(cfg, tree: Optional[PrefixTree], table: Optional[NameTable]):

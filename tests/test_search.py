@@ -44,7 +44,8 @@ def test_hand_set_probabilities_give_the_expected_hypotheses(mode):
     plain = SequenceGenerator([model], d, beam_size=2).generate([model], sample)
     assert plain[0][0]["tokens"][0].item() == 6  # unconstrained, the forbidden w2 wins
 
-    gen = PrefixTreeSequenceGenerator([model], d, prefix_tree=tree, search_mode=mode, beam_size=2)
+    gen = PrefixTreeSequenceGenerator([model], d, prefix_tree=tree, search_mode=mode, beam_size=2,
+                                      candidate_multiple=1)
     got = _hypos(gen.generate([model], sample))[0]
     # step 0 keeps w0 (.3) and w1 (.1); step 1: [w0 w1] = .06, [w1 eos] = .05 (finished);
     # step 2: [w0 w1 eos] = .06 * .4 = .024.
@@ -82,7 +83,8 @@ def test_scores_equal_fairseq_prefix_constrained_beam_search(seed, beam, n_seqs,
     sample = {"id": torch.arange(4), "net_input": {"src_tokens": src, "src_lengths": torch.full((4,), 7)}}
 
     ours = _hypos(
-        PrefixTreeSequenceGenerator([model], d, prefix_tree=tree, search_mode=mode, beam_size=beam, max_len_b=8)
+        PrefixTreeSequenceGenerator([model], d, prefix_tree=tree, search_mode=mode, beam_size=beam, max_len_b=8,
+                                    candidate_multiple=1)
         .generate([model], sample)
     )
     ref = _hypos(_reference_generator(model, d, tree, beam, max_len_b=8).generate([model], sample))
@@ -188,13 +190,105 @@ def test_tree_without_start_token_is_walked_after_bos():
 
 
 def test_plain_beam_search_is_what_dense_masking_reduces_to():
-    """With every token allowed, sparse/dense trie search matches fairseq BeamSearch's first beam_size picks."""
+    """With every token allowed, the trie search picks what fairseq's BeamSearch picks (2 * beam, or the first beam)."""
     d = make_dictionary(3)
     lprobs = torch.randn(2, 3, len(d)).log_softmax(-1)
     lprobs[:, :, 1] = -math.inf
     seqs = [[EOS, t] for t in range(len(d))]
     tree = PrefixTree.from_sequences(seqs, start_token=EOS)
     prev = torch.full((6, 1), EOS)
-    ours = PrefixTreeSearch(d, tree, mode="sparse").step(0, lprobs.clone(), None, prev, torch.arange(2))
     ref = BeamSearch(d).step(0, lprobs.clone(), None)
+    ours = PrefixTreeSearch(d, tree, mode="sparse").step(0, lprobs.clone(), None, prev, torch.arange(2))
+    assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1])
+    ours = PrefixTreeSearch(d, tree, mode="sparse", candidate_multiple=1).step(0, lprobs.clone(), None, prev,
+                                                                             torch.arange(2))
     assert torch.equal(ours[0], ref[0][:, :3]) and torch.equal(ours[1], ref[1][:, :3])
+
+
+# ---------------------------------------------------------------- candidates per step: 2 * beam vs the reference's beam
+#                  bos  pad  eos  unk  w0=4  w1=5  w2=6  w3=7
+LOSS_STEP0 = [0.0, 0.0, 0.0, 0.0, 0.50, 0.50, 0.00, 0.00]
+LOSS_STEP1 = [0.0, 0.0, 0.4, 0.0, 0.00, 0.00, 0.31, 0.29]
+LOSS_STEP2 = [0.0, 0.0, 0.9, 0.0, 0.00, 0.00, 0.10, 0.00]
+LOSS_STEP3 = [0.0, 0.0, 1.0, 0.0, 0.00, 0.00, 0.00, 0.00]
+# A = w0 (finishes at step 1), B = w1 w2 w2 (a poor continuation), C = w1 w3 (the best identifier)
+LOSS_TREE = [[EOS, 4, EOS], [EOS, 5, 6, 6, EOS], [EOS, 5, 7, EOS]]
+
+
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_two_beams_of_candidates_keep_the_better_identifier_the_reference_loses(mode):
+    d = make_dictionary(4)
+    model = TableModel(d, [[LOSS_STEP0, LOSS_STEP1, LOSS_STEP2, LOSS_STEP3]])
+    tree = PrefixTree.from_sequences(LOSS_TREE, start_token=EOS)
+    sample = table_sample(1, d)
+    a = ([4, EOS], math.log(0.5 * 0.4) / 2)
+    b = ([5, 6, 6, EOS], math.log(0.5 * 0.31 * 0.1 * 1.0) / 4)
+    c = ([5, 7, EOS], math.log(0.5 * 0.29 * 0.9) / 3)
+    assert c[1] > a[1] > b[1]
+
+    # Step 1 candidates: A = .2 (EOS), [w1 w2] = .155, [w1 w3] = .145. With 2 beams of candidates
+    # A is finished and both w1 hypotheses stay live; step 2 finishes C = .1305: the beam is full.
+    gen = PrefixTreeSequenceGenerator([model], d, prefix_tree=tree, search_mode=mode, beam_size=2)
+    got = _hypos(gen.generate([model], sample))[0]
+    assert [t for t, _ in got] == [c[0], a[0]]
+    assert [s for _, s in got] == pytest.approx([c[1], a[1]], abs=1e-6)
+
+    # With beam_size candidates, finished A keeps one of the two slots: only [w1 w2] goes on, and C is lost.
+    ref_gen = PrefixTreeSequenceGenerator([model], d, prefix_tree=tree, search_mode=mode, beam_size=2,
+                                          candidate_multiple=1)
+    ours_ref = _hypos(ref_gen.generate([model], sample))[0]
+    assert [t for t, _ in ours_ref] == [a[0], b[0]]
+    assert [s for _, s in ours_ref] == pytest.approx([a[1], b[1]], abs=1e-6)
+    # ... exactly as fairseq's PrefixConstrainedBeamSearch (the reference's search) does.
+    reference = _hypos(_reference_generator(model, d, tree, 2).generate([model], sample))[0]
+    assert [t for t, _ in reference] == [t for t, _ in ours_ref]
+    assert [s for _, s in reference] == pytest.approx([s for _, s in ours_ref], abs=1e-6)
+
+
+@pytest.mark.parametrize("value", [0, 3, 4, -1, 1.5, True])
+def test_candidate_multiple_other_than_1_or_2_is_refused(value):
+    d = make_dictionary(4)
+    tree = PrefixTree.from_sequences(TREE_SEQS, start_token=EOS)
+    with pytest.raises(ValueError, match="candidate_multiple must be 1 .* or 2"):
+        PrefixTreeSearch(d, tree, candidate_multiple=value)
+
+
+# ---------------------------------------------------------------- length penalty never lets a dead filler out
+@pytest.mark.parametrize("lenpen", [0.0, 1.0, 5.0])
+@pytest.mark.parametrize("multiple", [1, 2])
+def test_dead_fillers_never_come_out_whatever_the_length_penalty(lenpen, multiple):
+    """max_len cuts inside every long name at step 110: dead EOS fillers, whose score / 111 ** 5 is only -1e19."""
+    d = make_dictionary(4)
+    model = _table_model_uniform(d, steps=130)
+    long_names = [[EOS] + [4] * 120 + [EOS], [EOS] + [5] * 120 + [EOS]]
+    tree = PrefixTree.from_sequences(long_names, start_token=EOS)
+    gen = PrefixTreeSequenceGenerator([model], d, prefix_tree=tree, beam_size=2, max_len_b=110, len_penalty=lenpen,
+                                      candidate_multiple=multiple)
+    assert gen.generate([model], table_sample(1, d)) == [[]]
+
+    # With a short name in the tree (and a beam that holds all three), it is the only answer,
+    # scored as fairseq normalizes it.
+    tree = PrefixTree.from_sequences(long_names + [[EOS, 6, EOS]], start_token=EOS)
+    gen = PrefixTreeSequenceGenerator([model], d, prefix_tree=tree, beam_size=3, max_len_b=110, len_penalty=lenpen,
+                                      candidate_multiple=multiple)
+    got = _hypos(gen.generate([model], table_sample(1, d)))[0]
+    assert [t for t, _ in got] == [[6, EOS]]
+    p = 1.0 / (len(d) - 2)
+    assert got[0][1] == pytest.approx(2 * math.log(p) / 2 ** lenpen, abs=1e-5)
+
+
+@pytest.mark.parametrize("lenpen", [0.0, 1.0, 5.0])
+def test_every_hypothesis_is_a_tree_sequence_on_a_real_model(lenpen):
+    rng = random.Random(7)
+    d = make_dictionary(20)
+    model = tiny_transformer(d, seed=3)
+    tree = _random_tree(rng, 25, 4, len(d), 6)
+    src = torch.tensor([[rng.randrange(4, len(d)) for _ in range(6)] + [EOS] for _ in range(3)])
+    sample = {"id": torch.arange(3), "net_input": {"src_tokens": src, "src_lengths": torch.full((3,), 7)}}
+    valid = {s[1:] for s in tree}
+    for max_len_b in (3, 5, 8):
+        gen = PrefixTreeSequenceGenerator([model], d, prefix_tree=tree, beam_size=4, max_len_b=max_len_b,
+                                          len_penalty=lenpen)
+        for hypos in _hypos(gen.generate([model], sample)):
+            assert all(tuple(t) in valid and len(t) <= max_len_b + 1 for t, _ in hypos)
+            assert all(math.isfinite(s) for _, s in hypos)
