@@ -56,7 +56,10 @@ from torch import Tensor
 
 from .candidates import CandidateSet, CandidateTrees, resolve_candidates
 from .prefix_tree import PrefixTree, dictionary_fingerprint
-from .search import DEAD_SCORE, DEAD_THRESHOLD, drop_dead
+from .search import DEAD_SCORE
+
+#: A cumulative (not length-normalized) score at or below this belongs to a dead filler.
+DEAD_THRESHOLD = DEAD_SCORE / 2
 
 __all__ = ["MarkupTokens", "EndToEndSearch", "EndToEndSequenceGenerator", "LinkedSpan", "mention_candidates", "mention_tree",
            "parse_output", "OUTSIDE", "MENTION", "CLOSED", "ENTITY", "DONE"]
@@ -538,7 +541,7 @@ class EndToEndSequenceGenerator(SequenceGenerator):
         out = []
         for source, hypos in zip(sources, finalized):
             kept = []
-            for h in drop_dead(hypos):
+            for h in hypos:  # a dead filler holds pad tokens: parse_output refuses it
                 spans = parse_output(source, h["tokens"].tolist(), search.markup, self.eos)
                 if spans is None:
                     continue
