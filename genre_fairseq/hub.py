@@ -155,6 +155,9 @@ class _Hub:
             int(m.max_positions()[0]) if isinstance(m.max_positions(), tuple) else 10**9 for m in models) - 1
         self._trees: Dict[str, PrefixTree] = {}
         self._tables: Dict[str, NameTable] = {}
+        #: Check the checksums and structure of trees and tables opened from paths (a damaged file is
+        #: refused); set False only for files already checked (``genre-trie inspect``).
+        self.verify_files = True
 
     @classmethod
     def from_pretrained(
@@ -278,7 +281,7 @@ class _Hub:
             tree = trie
         else:
             if trie not in self._trees:
-                self._trees[trie] = PrefixTree.load(trie)
+                self._trees[trie] = PrefixTree.load(trie, verify=self.verify_files)
             tree = self._trees[trie]
         check_prefix_tree(tree, self.tgt_dict, f"trie {tree.path or '<in memory>'}", "this model's target dictionary")
         return tree
@@ -289,7 +292,7 @@ class _Hub:
             if name_table not in self._tables:
                 if not os.path.isfile(name_table):
                     raise FileNotFoundError(f"name table file not found: {name_table}")
-                self._tables[name_table] = NameTable.load(name_table)
+                self._tables[name_table] = NameTable.load(name_table, verify=self.verify_files)
             table = self._tables[name_table]
         check_name_table(table, tree, f"name table {table.path}", f"trie {tree.path if tree is not None else ''}")
         return table
@@ -373,7 +376,7 @@ class _Hub:
             if table is None:
                 raise ValueError("mention_table= gives entity ids: it needs name_table= to find their names")
             if not isinstance(mention_table, MentionTable):
-                mention_table = MentionTable.load(mention_table)
+                mention_table = MentionTable.load(mention_table, verify=self.verify_files)
         results: List[List[dict]] = []
         generator = None if restrict else self._generator(beam, max_len_b, tree, candidate_multiple)
         for start in range(0, len(sources), batch_size):

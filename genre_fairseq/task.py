@@ -82,6 +82,12 @@ class GenreConfig(TranslationConfig):
             "per sentence: C-<id> <how it was decoded>"
         },
     )
+    no_verify: bool = field(
+        default=False,
+        metadata={"help": "open --trie, --name-table and --candidates-table without checking their checksums and "
+                  "structure (by default a damaged file is refused; skip only for files already checked, "
+                  "e.g. with `genre-trie inspect`)"},
+    )
     candidates_k: int = field(default=10, metadata={"help": "candidates taken from --candidates-table, by count"})
     candidates_file: Optional[str] = field(
         default=None,
@@ -165,7 +171,7 @@ class GenreTask(TranslationTask):
         self.prefix_tree: Optional[PrefixTree] = None
         self.identifier_format: Optional[str] = cfg.identifier_format
         if cfg.trie:
-            self.prefix_tree = load_prefix_tree_for(cfg.trie, tgt_dict, self._target_dict_path())
+            self.prefix_tree = load_prefix_tree_for(cfg.trie, tgt_dict, self._target_dict_path(), verify=not cfg.no_verify)
             tree_format = self.prefix_tree.identifier_format
             if self.identifier_format is None:
                 self.identifier_format = tree_format
@@ -179,7 +185,7 @@ class GenreTask(TranslationTask):
         if cfg.marginalize and not cfg.name_table:
             raise ValueError("--marginalize groups hypotheses by entity: give --name-table KB.names")
         if cfg.name_table:
-            self.name_table = load_name_table_for(cfg.name_table, self.prefix_tree, cfg.trie)
+            self.name_table = load_name_table_for(cfg.name_table, self.prefix_tree, cfg.trie, verify=not cfg.no_verify)
             if self.identifier_format is None:
                 raise ValueError("--name-table needs the identifier format: give --identifier-format or a --trie that records it")
             self.resolver = NameResolver(self.name_table, str(self.identifier_format))
@@ -544,7 +550,7 @@ def load_candidate_options(cfg, tree: Optional[PrefixTree], table: Optional[Name
             raise ValueError("--candidates-table gives entity ids: give --name-table KB.names to find their names")
         if not os.path.isfile(cfg.candidates_table):
             raise ValueError(f"--candidates-table {cfg.candidates_table}: file not found")
-        mentions = MentionTable.load(cfg.candidates_table)
+        mentions = MentionTable.load(cfg.candidates_table, verify=not getattr(cfg, "no_verify", False))
     given = None
     if cfg.candidates_file:
         if not os.path.isfile(cfg.candidates_file):
@@ -564,11 +570,12 @@ def check_name_table(table: NameTable, tree: Optional[PrefixTree], table_label: 
         )
 
 
-def load_name_table_for(path: str, tree: Optional[PrefixTree], tree_path: Optional[str]) -> NameTable:
+def load_name_table_for(path: str, tree: Optional[PrefixTree], tree_path: Optional[str], *,
+                        verify: bool = True) -> NameTable:
     """Load a name table and check that it is the one the prefix tree's identifiers were compiled from."""
     if not os.path.isfile(path):
         raise ValueError(f"--name-table {path}: file not found")
-    table = NameTable.load(path)
+    table = NameTable.load(path, verify=verify)
     check_name_table(table, tree, f"--name-table {path}", f"--trie {tree_path}")
     return table
 
@@ -591,9 +598,10 @@ def check_prefix_tree(tree: PrefixTree, tgt_dict, label: str, dict_name: str = "
         )
 
 
-def load_prefix_tree_for(path: str, tgt_dict, dict_name: str = "the target dictionary") -> PrefixTree:
-    """Load a prefix tree and check that it was built for ``tgt_dict``."""
-    tree = PrefixTree.load(path)
+def load_prefix_tree_for(path: str, tgt_dict, dict_name: str = "the target dictionary", *,
+                         verify: bool = True) -> PrefixTree:
+    """Load a prefix tree (checksums verified unless ``verify=False``) and check that it was built for ``tgt_dict``."""
+    tree = PrefixTree.load(path, verify=verify)
     check_prefix_tree(tree, tgt_dict, f"--trie {path}", dict_name)
     logger.info("prefix tree %s: %d sequences, %d nodes", path, tree.num_sequences, tree.num_nodes)
     return tree
