@@ -48,6 +48,10 @@ def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -
 
     allow_fairseq_checkpoint_globals()
     mmap = zipfile.is_zipfile(path)  # torch's legacy format cannot be mapped
+    if not mmap:
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":  # a zip archive without its directory: cut short or damaged
+                raise RuntimeError("the zip archive is truncated or damaged (no central directory)")
     state = torch.load(path, map_location=torch.device("cpu"), mmap=mmap, weights_only=True)
     if not isinstance(state, dict) or "model" not in state:
         raise KeyError("model: the file holds no model state")
