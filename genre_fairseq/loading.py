@@ -37,7 +37,7 @@ from .checkpoints import allow_fairseq_checkpoint_globals
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_checkpoint", "build_on_meta", "assign_state_dict", "load_model_ensemble_and_task"]
+__all__ = ["read_checkpoint", "build_on_meta", "build_for_checkpoint", "assign_state_dict", "load_model_ensemble_and_task"]
 
 
 def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -> dict:
@@ -170,6 +170,26 @@ def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor
             _set_by_name(model, name, param)
     _rebuild_computed_tensors(model)
     return _meta_tensors(model)
+
+
+def build_for_checkpoint(build, *args, **kwargs) -> torch.nn.Module:
+    """``build`` on meta, for fairseq's own loader: the model's ``load_state_dict`` then assigns.
+
+    For a task's ``build_model(cfg, from_checkpoint=True)`` (``fairseq-generate --path``), whose
+    result fairseq's ``load_model_ensemble_and_task`` fills with ``model.load_state_dict``.
+    """
+    model = build_on_meta(build, *args, **kwargs)
+
+    def load_state_dict(state_dict, strict=True, model_cfg=None, args=None):
+        if not strict:
+            raise ValueError("a model built on meta loads strictly (every tensor must be in the checkpoint)")
+        left = assign_state_dict(model, state_dict, model_cfg)
+        if left:
+            raise RuntimeError(f"{len(left)} tensors are not in the checkpoint and cannot be rebuilt: "
+                               f"{', '.join(left[:3])}")
+
+    model.load_state_dict = load_state_dict
+    return model
 
 
 def _build_and_load(task, cfg, state: dict) -> Optional[torch.nn.Module]:

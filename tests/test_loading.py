@@ -159,3 +159,14 @@ def test_dictionaries_of_another_size_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"does not fit the dictionaries in .*size mismatch for "
                                          r"encoder\.embed_tokens\.weight"):
         GENRE.from_pretrained(model_dir, bpe=None, device="cpu")
+
+
+def test_build_for_checkpoint_makes_fairseqs_own_loader_assign(tmp_path):
+    model_dir = _tiny_checkpoint(tmp_path / "m", "mgenre_tiny", fp16=True)
+    path = os.path.join(model_dir, "model.pt")
+    overrides = dict(OVERRIDES, data=model_dir)
+    (old,), cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+    build = task.build_model
+    task.build_model = lambda cfg, from_checkpoint=False: loading.build_for_checkpoint(build, cfg, from_checkpoint)
+    (new,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, task=task)
+    _assert_same_model(old.eval(), new.eval())
