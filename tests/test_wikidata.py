@@ -2,6 +2,7 @@
 import bz2
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -221,3 +222,24 @@ def test_strict_mode_raises_with_workers_too():
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="workers"):
         list(iter_entities(DUMP, workers=0))
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ({"id": "Q2\u0001"}, "entity id 'Q2\\x01' contains the control character U+0001"),
+    ({"labels": {"e\tn": {"language": "e\tn", "value": "x"}}},
+     "language code 'e\\tn' of Q2 contains the control character U+0009"),
+    ({"aliases": {"de\n": [{"language": "de\n", "value": "x"}]}},
+     "language code 'de\\n' of Q2 contains the control character U+000A"),
+])
+def test_control_characters_in_ids_and_language_codes_are_counted_skips(tmp_path, bad, reason):
+    good = {"type": "item", "id": "Q1", "labels": {"en": {"language": "en", "value": "Universe"}}}
+    item = {**good, "id": "Q2", **bad}
+    dump = tmp_path / "control.json"
+    dump.write_text("[\n" + json.dumps(good) + ",\n" + json.dumps(item) + ",\n" + json.dumps(good) + "\n]\n")
+    stats = WikidataStats()
+    assert [e.id for e in iter_entities(dump, stats=stats)] == ["Q1", "Q1"]
+    assert stats.malformed == 1 and stats.malformed_lines == [3]
+    assert dict(stats.examples)[3] == reason
+    assert f"{dump}:3" in stats.summary()
+    with pytest.raises(ValueError, match=rf"control\.json:3: {re.escape(reason)}"):
+        list(iter_entities(dump, strict=True))
