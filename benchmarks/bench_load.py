@@ -8,7 +8,7 @@ fp16 copy, as the quickstart model is stored), then loads it in a fresh subproce
 variants interleaved: ``torch.load`` with ``mmap=True`` (reading the file, the floor), fairseq's
 ``checkpoint_utils.load_model_ensemble_and_task`` (what the hub did before), and
 ``mGENRE.from_pretrained`` (genre_fairseq.loading). Each child reports its wall time for the load and
-its peak resident memory (``ru_maxrss``) before and after. ``--delete`` removes the directory at the end.
+its peak resident memory (``VmHWM``) before and after. ``--delete`` removes the directory at the end.
 """
 import argparse
 import json
@@ -22,19 +22,27 @@ import time
 VOCAB = 256000
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import torch
 torch.set_num_threads(1)
 import genre_fairseq  # noqa: F401  (allow-list, registration)
 from fairseq import checkpoint_utils
 from genre_fairseq.hub import mGENRE
 variant, model_dir, checkpoint = sys.argv[1:4]
+
+
+def peak_kib():
+    # VmHWM starts afresh at exec, unlike ru_maxrss, which a child inherits from its parent
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
 path = model_dir + "/" + checkpoint
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 start = time.perf_counter()
 if variant == "torch.load(mmap)":
     state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    n = sum(t.numel() for t in state["model"].values())
+    n = sum(t.numel() for t in {t.data_ptr(): t for t in state["model"].values()}.values())
 elif variant == "fairseq":
     overrides = {"data": model_dir, "source_lang": "source", "target_lang": "target"}
     (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
@@ -44,7 +52,7 @@ else:
     hub = mGENRE.from_pretrained(model_dir, checkpoint, bpe=None, device="cpu")
     n = sum(p.numel() for p in hub.models[0].parameters())
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kib()
 print(json.dumps({"seconds": seconds, "rss_before_kib": before, "rss_peak_kib": peak, "numel": n}))
 """
 
