@@ -47,12 +47,17 @@ def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -
     from omegaconf import OmegaConf
 
     allow_fairseq_checkpoint_globals()
-    mmap = zipfile.is_zipfile(path)  # torch's legacy format cannot be mapped
-    if not mmap:
+    if zipfile.is_zipfile(path):
+        state = torch.load(path, map_location=torch.device("cpu"), mmap=True, weights_only=True)
+    else:  # torch's legacy format cannot be mapped; a damaged zip fails here as in fairseq's loader
         with open(path, "rb") as f:
-            if f.read(4) == b"PK\x03\x04":  # a zip archive without its directory: cut short or damaged
-                raise RuntimeError("the zip archive is truncated or damaged (no central directory)")
-    state = torch.load(path, map_location=torch.device("cpu"), mmap=mmap, weights_only=True)
+            try:
+                state = torch.load(f, map_location=torch.device("cpu"), weights_only=True)
+            except OSError as e:  # torch's reader on a zip cut short: "[Errno 22] Invalid argument"
+                f.seek(0)
+                cut = f.read(4) == b"PK\x03\x04"
+                raise RuntimeError("the zip archive is truncated or damaged (no central directory)" if cut
+                                   else f"unreadable ({e})") from e
     if not isinstance(state, dict) or "model" not in state:
         raise KeyError("model: the file holds no model state")
     if state.get("args") is not None and arg_overrides is not None:
