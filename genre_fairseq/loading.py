@@ -58,7 +58,7 @@ def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -
                 cut = f.read(4) == b"PK\x03\x04"
                 raise RuntimeError("the zip archive is truncated or damaged (no central directory)" if cut
                                    else f"unreadable ({e})") from e
-    if not isinstance(state, dict) or "model" not in state:
+    if not isinstance(state, dict):
         raise KeyError("model: the file holds no model state")
     if state.get("args") is not None and arg_overrides is not None:
         for name, value in arg_overrides.items():
@@ -67,7 +67,10 @@ def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -
         state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
         if arg_overrides is not None:
             overwrite_args_by_name(state["cfg"], arg_overrides)
-    return checkpoint_utils._upgrade_state_dict(state)
+    state = checkpoint_utils._upgrade_state_dict(state)  # fails on what is not a fairseq checkpoint
+    if "model" not in state:
+        raise KeyError("model: the file holds no model state")
+    return state
 
 
 # Random draws that initialise a tensor in place: on meta there is nothing to draw (and torch's

@@ -147,7 +147,8 @@ def test_a_corrupt_checkpoint_is_one_clear_error(tmp_path, damage):
 def test_a_checkpoint_without_a_model_is_one_clear_error(tmp_path):
     model_dir = _tiny_checkpoint(tmp_path / "m", "genre_tiny")
     path = os.path.join(model_dir, "model.pt")
-    torch.save({"args": None, "cfg": None}, path)
+    history = [{"criterion_name": "x", "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": 0}]
+    torch.save({"args": None, "cfg": None, "extra_state": {}, "optimizer_history": history}, path)
     with pytest.raises(ValueError, match=r"model\.pt: not a loadable fairseq checkpoint \(KeyError: 'model: the file"):
         GENRE.from_pretrained(model_dir, bpe=None, device="cpu")
 
