@@ -172,11 +172,10 @@ class _Hub:
         device: Optional[str] = None,
     ) -> "_Hub":
         """Load ``model_dir/checkpoint_file`` with the directory's dictionaries and BPE (see module doc)."""
-        from fairseq import checkpoint_utils
         from fairseq.data import encoders
         from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: F401  (fairseq init order)
 
-        from . import checkpoints  # noqa: F401  (allow-list for torch.load)
+        from . import loading
 
         path = os.path.join(model_dir, checkpoint_file)
         if not os.path.isfile(path):
@@ -198,7 +197,7 @@ class _Hub:
                      "name_table": None, "marginalize": False, "eval_accuracy": False, "target_groups": False,
                      "candidates_table": None, "candidates_file": None}
         try:
-            models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+            models, _cfg, task = loading.load_model_ensemble_and_task([path], arg_overrides=overrides)
         except RuntimeError as e:
             if "size mismatch" not in str(e):
                 raise ValueError(f"{path}: not a loadable fairseq checkpoint ({_first_line(e)})") from e

@@ -2,11 +2,13 @@
 import bz2
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from trie_tools import wikidata
 from trie_tools.wikidata import (
     WIKIMEDIA_INTERNAL_CLASSES,
     WikidataEntity,
@@ -221,3 +223,64 @@ def test_strict_mode_raises_with_workers_too():
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="workers"):
         list(iter_entities(DUMP, workers=0))
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ({"id": "Q2\u0001"}, "entity id 'Q2\\x01' contains the control character U+0001"),
+    ({"labels": {"e\tn": {"language": "e\tn", "value": "x"}}},
+     "language code 'e\\tn' of Q2 contains the control character U+0009"),
+    ({"aliases": {"de\n": [{"language": "de\n", "value": "x"}]}},
+     "language code 'de\\n' of Q2 contains the control character U+000A"),
+])
+def test_control_characters_in_ids_and_language_codes_are_counted_skips(tmp_path, bad, reason):
+    good = {"type": "item", "id": "Q1", "labels": {"en": {"language": "en", "value": "Universe"}}}
+    item = {**good, "id": "Q2", **bad}
+    dump = tmp_path / "control.json"
+    dump.write_text("[\n" + json.dumps(good) + ",\n" + json.dumps(item) + ",\n" + json.dumps(good) + "\n]\n")
+    stats = WikidataStats()
+    assert [e.id for e in iter_entities(dump, stats=stats)] == ["Q1", "Q1"]
+    assert stats.malformed == 1 and stats.malformed_lines == [3]
+    assert dict(stats.examples)[3] == reason
+    assert f"{dump}:3" in stats.summary()
+    with pytest.raises(ValueError, match=rf"control\.json:3: {re.escape(reason)}"):
+        list(iter_entities(dump, strict=True))
+
+
+def _read_all(path, **kwargs):
+    stats = WikidataStats()
+    records = list(iter_entities(path, stats=stats, **kwargs))
+    return records, stats.counts(), stats.malformed_lines, stats.examples
+
+
+def _synthetic_dump(path, items):
+    """A few items from benchmarks/bench_wikidata.py's generator (realistic shape), plus odd lines."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_wikidata", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_wikidata.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = __import__("random").Random(1)
+    lines = [json.dumps(bench.make_item(rng, n), ensure_ascii=False) for n in range(items)]
+    label = '"labels":{"en":{"language":"en","value":"%s"}}'
+    lines += ['{"type":"item","id":"Q90",%s,"x":NaN}' % (label % "nan"),  # json accepts NaN, orjson does not
+              '{"type":"item","id":"Q91",%s,"n":123456789012345678901234567890}' % (label % "big"),
+              '{"type":"item","id":"Q92",%s}' % (label % "lone \\ud800 surrogate"),
+              '{"type":"item","id":"Q93",%s,%s}' % (label % "first", label % "last wins"),
+              '{"type":"item","id":"Q94",' + label % "cut short"]
+    path.write_text("[\n" + ",\n".join(lines) + "\n]\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fast_json_gives_the_same_records_as_json(tmp_path, monkeypatch, workers):
+    dump = tmp_path / "synthetic.json"
+    _synthetic_dump(dump, 40)
+    for path in (DUMP, MALFORMED, dump):
+        fast = _read_all(path, workers=workers)
+        with monkeypatch.context() as m:
+            m.setattr(wikidata, "_fast_loads", json.loads)
+            slow = _read_all(path, workers=1)
+        assert fast == slow, path
+    records, counts, malformed, _ = fast
+    assert [r.labels["en"] for r in records[-4:]] == ["nan", "big", "lone \ud800 surrogate", "last wins"]
+    assert malformed == [46] and counts["read"] == 45

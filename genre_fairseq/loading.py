@@ -1,0 +1,246 @@
+"""Load a fairseq checkpoint into a model without random initialisation and without a second copy.
+
+fairseq's ``checkpoint_utils.load_model_ensemble_and_task`` reads the whole checkpoint into memory,
+builds the model with random initialisation (most of the load time for a 600M-parameter model),
+then copies the checkpoint's tensors into the model's: the peak is the file plus the model, and the
+initialisation is thrown away. :func:`load_model_ensemble_and_task` here does the same work in a
+different order:
+
+1. ``torch.load(mmap=True, weights_only=True)`` maps the file (fairseq's classes allow-listed by
+   ``checkpoints.py``); pages are read when a tensor is first used, and belong to the page cache.
+   A checkpoint in torch's legacy (pre-1.6, non-zip) format cannot be mapped and is read whole.
+2. The model is built on torch's ``meta`` device: shapes only, no memory, no initialisation.
+3. fairseq's state-dict upgrades and LayerDrop pruning run as in ``BaseFairseqModel.load_state_dict``;
+   then ``load_state_dict(strict=True, assign=True)`` makes the checkpoint's tensors the model's.
+   A tensor whose dtype differs from the model's (an fp16 checkpoint into an fp32 model) is
+   converted once; tensors the checkpoint stores once under several names (BART's shared
+   embeddings) stay one tensor, and parameters the model ties stay tied.
+4. What a checkpoint does not hold is rebuilt: the sinusoidal position tables fairseq computes at
+   construction. If any other tensor is left on ``meta``, the model is rebuilt the ordinary way.
+
+The resulting parameters of an fp32 checkpoint are copy-on-write views of the mapped file, so the
+file must not be truncated or rewritten in place while the model lives (fairseq and this
+project replace checkpoint files by renaming, which is safe).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import zipfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from .checkpoints import allow_fairseq_checkpoint_globals
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["read_checkpoint", "build_on_meta", "build_for_checkpoint", "assign_state_dict", "load_model_ensemble_and_task"]
+
+
+def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -> dict:
+    """A checkpoint mapped (not read) into memory, upgraded and overridden as fairseq's loader does."""
+    from fairseq import checkpoint_utils
+    from fairseq.dataclass.utils import overwrite_args_by_name
+    from omegaconf import OmegaConf
+
+    allow_fairseq_checkpoint_globals()
+    if zipfile.is_zipfile(path):
+        state = torch.load(path, map_location=torch.device("cpu"), mmap=True, weights_only=True)
+    else:  # torch's legacy format cannot be mapped; a damaged zip fails here as in fairseq's loader
+        with open(path, "rb") as f:
+            try:
+                state = torch.load(f, map_location=torch.device("cpu"), weights_only=True)
+            except OSError as e:  # torch's reader on a zip cut short: "[Errno 22] Invalid argument"
+                f.seek(0)
+                cut = f.read(4) == b"PK\x03\x04"
+                raise RuntimeError("the zip archive is truncated or damaged (no central directory)" if cut
+                                   else f"unreadable ({e})") from e
+    if not isinstance(state, dict):
+        raise KeyError("model: the file holds no model state")
+    if state.get("args") is not None and arg_overrides is not None:
+        for name, value in arg_overrides.items():
+            setattr(state["args"], name, value)
+    if state.get("cfg") is not None:
+        state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
+        if arg_overrides is not None:
+            overwrite_args_by_name(state["cfg"], arg_overrides)
+    state = checkpoint_utils._upgrade_state_dict(state)  # fails on what is not a fairseq checkpoint
+    if "model" not in state:
+        raise KeyError("model: the file holds no model state")
+    return state
+
+
+# Random draws that initialise a tensor in place: on meta there is nothing to draw (and torch's
+# meta implementation of them is a slow Python decomposition, seconds for a model).
+_IN_PLACE_DRAWS = frozenset({"normal_", "uniform_", "bernoulli_", "exponential_", "random_", "kaiming_uniform_",
+                             "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "trunc_normal_", "orthogonal_"})
+
+
+class _MetaStaysMeta(TorchFunctionMode):
+    """Random in-place draws on meta tensors are skipped, and ``tensor.cpu()`` of one is itself.
+
+    BART's ``init_bert_params`` draws its normal values on the CPU (``data.cpu().normal_()``), which
+    a meta tensor cannot do; on meta the draw is skipped instead.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name == "cpu" or name in _IN_PLACE_DRAWS:
+            # a Tensor method gets the tensor first; torch.nn.init's functions pass it as tensor=
+            tensor = args[0] if args else kwargs.get("tensor")
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
+
+
+def build_on_meta(build, *args, **kwargs) -> torch.nn.Module:
+    """``build(*args, **kwargs)`` with every tensor it creates on the meta device (no memory, no init)."""
+    with torch.device("meta"), _MetaStaysMeta():
+        return build(*args, **kwargs)
+
+
+def _tied_names(model: torch.nn.Module) -> List[List[str]]:
+    """Groups of parameter names that are one Parameter object in ``model`` (e.g. shared embeddings)."""
+    groups: Dict[int, List[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _set_by_name(model: torch.nn.Module, name: str, param: torch.nn.Parameter) -> None:
+    module_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(module_name) if module_name else model, attr, param)
+
+
+def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module) -> None:
+    """Convert, in place, each floating tensor whose dtype differs from the model's; aliases stay aliases."""
+    expected = dict(model.named_parameters(remove_duplicate=False))
+    expected.update(model.named_buffers(remove_duplicate=False))
+    converted: Dict[Tuple, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        target = expected.get(key)
+        if (target is None or not isinstance(value, torch.Tensor) or value.dtype == target.dtype
+                or not (value.is_floating_point() and target.is_floating_point())):
+            continue
+        alias = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape),
+                 tuple(value.stride()), target.dtype)
+        if alias not in converted:
+            converted[alias] = value.to(target.dtype)
+        state_dict[key] = converted[alias]
+
+
+def _rebuild_computed_tensors(model: torch.nn.Module) -> None:
+    """Recompute the tensors fairseq modules compute at construction and checkpoints do not hold."""
+    from fairseq.modules import SinusoidalPositionalEmbedding
+
+    for module in model.modules():
+        if isinstance(module, SinusoidalPositionalEmbedding) and module.weights.is_meta:
+            module.weights = SinusoidalPositionalEmbedding.get_embedding(
+                module.weights.size(0), module.embedding_dim, module.padding_idx)
+        for attr, value in list(vars(module).items()):
+            # Empty caches such as TransformerDecoder._future_mask hold no values to lose.
+            if isinstance(value, torch.Tensor) and value.is_meta and value.numel() == 0:
+                setattr(module, attr, torch.empty(value.shape, dtype=value.dtype))
+
+
+def _meta_tensors(model: torch.nn.Module) -> List[str]:
+    """Names of the parameters, buffers and tensor attributes of ``model`` still on the meta device."""
+    left = []
+    for module_name, module in model.named_modules():
+        for attr, value in vars(module).items():
+            tensors = value.items() if attr in ("_parameters", "_buffers") else [(attr, value)]
+            for name, tensor in tensors:
+                if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                    left.append(f"{module_name}.{name}" if module_name else name)
+    return left
+
+
+def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], model_cfg=None) -> List[str]:
+    """Make ``state_dict``'s tensors a meta-built fairseq ``model``'s; return what is left on meta.
+
+    Does what ``BaseFairseqModel.load_state_dict`` does (upgrades, LayerDrop pruning, strict key
+    and shape checks, with its errors), but assigns instead of copying.
+    """
+    from fairseq.checkpoint_utils import prune_state_dict
+
+    tied = _tied_names(model)
+    model.upgrade_state_dict(state_dict)
+    state_dict = prune_state_dict(state_dict, model_cfg)
+    _cast_like(state_dict, model)
+    torch.nn.Module.load_state_dict(model, state_dict, strict=True, assign=True)
+    for names in tied:
+        param = model.get_parameter(names[0])
+        for name in names[1:]:
+            _set_by_name(model, name, param)
+    _rebuild_computed_tensors(model)
+    return _meta_tensors(model)
+
+
+def build_for_checkpoint(build, *args, **kwargs) -> torch.nn.Module:
+    """``build`` on meta, for fairseq's own loader: the model's ``load_state_dict`` then assigns.
+
+    For a task's ``build_model(cfg, from_checkpoint=True)`` (``fairseq-generate --path``), whose
+    result fairseq's ``load_model_ensemble_and_task`` fills with ``model.load_state_dict``.
+    """
+    model = build_on_meta(build, *args, **kwargs)
+
+    def load_state_dict(state_dict, strict=True, model_cfg=None, args=None):
+        if not strict:
+            raise ValueError("a model built on meta loads strictly (every tensor must be in the checkpoint)")
+        left = assign_state_dict(model, state_dict, model_cfg)
+        if left:
+            raise RuntimeError(f"{len(left)} tensors are not in the checkpoint and cannot be rebuilt: "
+                               f"{', '.join(left[:3])}")
+
+    model.load_state_dict = load_state_dict
+    return model
+
+
+def _build_and_load(task, cfg, state: dict) -> Optional[torch.nn.Module]:
+    """The model of ``state`` built on meta and assigned its tensors, or None if some are left unset."""
+    build = task.build_model
+    kwargs = {"from_checkpoint": True} if "from_checkpoint" in inspect.getfullargspec(build).args else {}
+    model = build_on_meta(build, cfg.model, **kwargs)
+    history = state.get("optimizer_history") or []
+    if history and "num_updates" in history[-1]:
+        model.set_num_updates(history[-1]["num_updates"])
+    left = assign_state_dict(model, state["model"], cfg.model)
+    if left:
+        logger.warning("%d tensors are not in the checkpoint and cannot be rebuilt (%s): loading the "
+                       "ordinary way", len(left), ", ".join(left[:3]))
+        return None
+    return model
+
+
+def load_model_ensemble_and_task(
+    paths: Sequence[str], arg_overrides: Optional[Dict[str, Any]] = None, task=None,
+) -> Tuple[List[torch.nn.Module], Any, Any]:
+    """fairseq's ``load_model_ensemble_and_task`` for unsharded checkpoints, without init or copies."""
+    from fairseq import checkpoint_utils, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    models, cfg = [], None
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: checkpoint not found")
+        state = read_checkpoint(path, arg_overrides)
+        if state.get("args") is not None:
+            cfg = convert_namespace_to_omegaconf(state["args"])
+        elif state.get("cfg") is not None:
+            cfg = state["cfg"]
+        else:
+            raise KeyError("args: the checkpoint holds neither args nor cfg")
+        if task is None:
+            task = tasks.setup_task(cfg.task, from_checkpoint=True)
+        if "task_state" in state:
+            task.load_state_dict(state["task_state"])
+        model = _build_and_load(task, cfg, state)
+        del state
+        if model is None:
+            (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides, task=task)
+        models.append(model)
+    return models, cfg, task
