@@ -7,8 +7,8 @@ Lines without the array brackets (JSON lines) read the same way.
 Kept are items (``Q...``) that are not instance of (P31) or subclass of (P279) a Wikimedia-internal
 class (categories, templates, project pages, modules, ...) and that have at least one
 name left after the optional language filter. Properties, lexemes and other non-item entities are
-skipped and counted. Malformed lines (bad JSON, a missing id, a control character in the entity id
-or in a language code) are counted and reported with their line numbers; with
+skipped and counted. Malformed lines (bad JSON, a missing id, a control character in the entity id)
+are counted and reported with their line numbers; with
 ``strict=True`` the first one raises ``InputError`` (a ``ValueError``) naming file and line.
 
 ``workers=N`` parses blocks of lines in N processes; records, order and counts are the same as
@@ -204,12 +204,8 @@ def _parse_line(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> 
         return _MALFORMED, f"unexpected structure in {entity_id}: {err!r}"
     if not (entity.sitelinks or entity.labels or entity.aliases):
         return _EMPTY, None
-    # sitelink languages come from a [a-z0-9_] pattern; label and alias keys are the dump's own
-    control = _CONTROL.search("".join(entity.labels) + "".join(entity.aliases))
-    if control:
-        lang = next(x for x in list(entity.labels) + list(entity.aliases) if control.group() in x)
-        return _MALFORMED, (f"language code {lang!r} of {entity_id} contains the control character "
-                            f"U+{ord(control.group()):04X}")
+    # A control character in a label/alias language code drops that name only (trie_tools.names counts
+    # it as a skipped name); the item and its other names are kept.
     return _KEPT, entity
 
 
