@@ -3,7 +3,7 @@
 Every reader yields records with the *raw* context (``left``, ``mention``, ``right``), so that each
 caller marks the mention with its own model's markers (``[START_ENT] ... [END_ENT]`` for GENRE,
 ``[START] ... [END]`` for mGENRE) and cuts the context to its own length (:meth:`Mention.marked`
-uses ``genre_fairseq.hub.cut_around_mention``). ``genre-evaluate`` reads test sets with them;
+uses ``genre_fairseq.context.cut_around_mention``). ``genre-evaluate`` reads test sets with them;
 data preparation reads training sets with them.
 
 Formats (offsets are in Unicode code points, i.e. Python ``str`` indices):
@@ -62,7 +62,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .hub import cut_around_mention
+from .context import cut_around_mention
 
 __all__ = ["AIDA_SPLITS", "FORMATS", "DatasetError", "Mention", "ReadReport", "aida_documents", "data_path_exists",
            "detect_format",

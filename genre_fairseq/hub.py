@@ -54,6 +54,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .context import cut_around_mention
 from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
 from .marginalize import NameResolver, add_nil, check_nil_options, hypothesis_fields, rank_entities
 from .name_table import MentionTable, NameTable
@@ -61,25 +62,6 @@ from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree
 from .task import check_name_table, check_prefix_tree
 
 __all__ = ["GENRE", "mGENRE", "cut_around_mention"]
-
-
-def cut_around_mention(words: Sequence[str], start: str, end: str, max_words: int) -> List[str]:
-    """Keep the marked mention and at most ``max_words`` words in all, context shared around it."""
-    if start not in words or end not in words:
-        raise ValueError(f"no mention marked with {start} ... {end}")
-    i, j = words.index(start), words.index(end)
-    if j < i or words.count(start) != 1 or words.count(end) != 1:
-        raise ValueError(f"mention markers must appear once each, {start} before {end}")
-    if j == i + 1:
-        raise ValueError(f"empty mention: no word between {start} and {end}")
-    if len(words) <= max_words:
-        return list(words)
-    budget = max(max_words - (j - i + 1), 0)
-    left_avail, right_avail = i, len(words) - j - 1
-    left = min(left_avail, budget // 2)
-    right = min(right_avail, budget - left)
-    left = min(left_avail, budget - right)
-    return list(words[i - left: j + 1 + right])
 
 
 _BPE_FILE_FIELDS = ("sentencepiece_model", "gpt2_encoder_json", "gpt2_vocab_bpe")  # BPE config fields naming files

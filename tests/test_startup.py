@@ -98,10 +98,6 @@ def test_user_dir_is_printed_and_loads_from_anywhere(tmp_path):
     assert run_python(code, tmp_path, user_dir).split()[-1] == "ok"
 
 
-# genre-prepare and genre-evaluate reach fairseq through genre_fairseq.datasets -> hub -> task (for
-# cut_around_mention and check_prefix_tree), files this change does not own; strict, so that the
-# marker must go once that chain is cut.
-@pytest.mark.xfail(strict=True, reason="datasets.py/prepare.py import genre_fairseq.hub, which imports the task")
 @pytest.mark.parametrize("module, prog", [("trie_tools.prepare", "genre-prepare"),
                                           ("genre_fairseq.evaluate", "genre-evaluate")])
 def test_other_commands_help_needs_no_torch(tmp_path, module, prog):

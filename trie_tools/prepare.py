@@ -32,7 +32,7 @@ logging.getLogger("fairseq").setLevel(logging.WARNING)
 from genre_fairseq.datasets import FORMATS as INPUT_FORMATS  # noqa: E402
 from genre_fairseq.datasets import DatasetError, Mention, ReadReport, detect_format, read_dataset  # noqa: E402
 from genre_fairseq.datasets import data_path_exists  # noqa: E402
-from genre_fairseq.hub import cut_around_mention  # noqa: E402
+from genre_fairseq.context import cut_around_mention  # noqa: E402
 from genre_fairseq.identifiers import FORMATS as IDENTIFIER_FORMATS  # noqa: E402
 from genre_fairseq.identifiers import format_identifier  # noqa: E402
 from genre_fairseq.name_table import NameTable  # noqa: E402
