@@ -142,7 +142,7 @@ def test_an_empty_split_is_warned_about(tmp_path, kb, capsys):
     status, _, err = anchors_run(capsys, kb, tmp_path / "out", "--valid-fraction", 0.01)
     assert status == 0
     assert "wrote train 9 examples from 5 mentions, valid 0 examples from 0 mentions" in err
-    assert err.strip().split("\n")[-1] == "warning: no valid example was written"
+    assert err.strip().split("\n")[-1] == "warning: the valid split is empty (valid.source has no example)"
     assert lines(tmp_path / "out" / "valid.source") == []
 
 

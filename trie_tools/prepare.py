@@ -685,7 +685,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(summary(stats), file=out)
         for split, writer in stats.writers.items():
             if writer.examples == 0:
-                print(f"warning: no {split} example was written" + (" (not binarized)" if args.destdir else ""),
+                print(f"warning: the {split} split is empty ({split}.source has no example)"
+                      + (" and is not binarized" if args.destdir else ""),
                       file=out)
         if args.destdir:
             counts = binarize(args, stats.writers)
