@@ -345,3 +345,18 @@ def test_names_whose_tokens_decode_to_another_string_are_counted_not_stored():
     assert ids[1:] == [[], []]
     assert failures == [(1, "'A  B >> en' does not survive the tokenizer: its tokens decode to 'A B >> en'"),
                         (2, "'x\u2581y >> en' does not survive the tokenizer: its tokens decode to 'x y >> en'")]
+
+
+def test_a_run_that_finds_no_name_leaves_existing_outputs_untouched(tmp_path, capsys):
+    tsv = tmp_path / "kb.tsv"
+    tsv.write_text("Q1\ten\tGood\n", encoding="utf-8")
+    out, mentions = tmp_path / "kb.names", tmp_path / "kb.mentions"
+    assert run("names", "--tsv", tsv, "--output", out, "--mentions", mentions) == 0
+    before = out.read_bytes(), mentions.read_bytes()
+    capsys.readouterr()
+    # --langs de keeps nothing: one error line, and yesterday's tables are still there, unchanged
+    assert run("names", "--tsv", tsv, "--langs", "de", "--output", out, "--mentions", mentions) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"no entity has a name: {out} was not written (check --langs and --sources)")
+    assert (out.read_bytes(), mentions.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kb.mentions", "kb.names", "kb.tsv"]

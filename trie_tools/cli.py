@@ -117,17 +117,26 @@ def cmd_names(args: argparse.Namespace) -> None:
 
     from .names import write_tables
 
-    write_tables(records, args.output, mentions_output=args.mentions, meta=meta, progress=not args.quiet)
-    _say(args, dump_stats.summary())
-    _say(args, stats.summary())
+    from contextlib import ExitStack
+
+    from genre_fairseq.outputs import atomic_path
+
+    # Written next to the outputs and renamed into place only when some entity has a name, so a
+    # run that finds none leaves an existing --output / --mentions as it was.
+    with ExitStack() as stack:
+        output = stack.enter_context(atomic_path(args.output))
+        mentions_output = stack.enter_context(atomic_path(args.mentions)) if args.mentions else None
+        write_tables(records, output, mentions_output=mentions_output, meta=meta, progress=not args.quiet)
+        _say(args, dump_stats.summary())
+        _say(args, stats.summary())
+        if stats.kept == 0:
+            raise UsageError(f"no entity has a name: {args.output} was not written (check --langs and --sources)")
     with NameTable.load(args.output) as table:
         _say(args, f"{args.output}: {len(table):,} (lang, name) pairs, {table.num_entities:,} entities, "
                    f"{os.path.getsize(args.output):,} bytes, {time.time() - started:.1f} s")
     if args.mentions:
         with MentionTable.load(args.mentions) as mentions:
             _say(args, f"{args.mentions}: {len(mentions):,} mentions, {mentions.num_pairs:,} (mention, entity) pairs")
-    if stats.kept == 0:
-        raise UsageError(f"no entity has a name: {args.output} is empty (check --langs and --sources)")
 
 
 # ----------------------------------------------------------------------------- build
