@@ -142,6 +142,19 @@ def cmd_names(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- build
 
 
+def _tokenizer_spec(args: argparse.Namespace):
+    """The build's tokenizer options as a checked TokenizerSpec (a bad option is a UsageError)."""
+    from .encode import TokenizerSpec
+
+    spec = TokenizerSpec(sentencepiece=args.sentencepiece, gpt2_encoder_json=args.gpt2_encoder_json,
+                         gpt2_vocab_bpe=args.gpt2_vocab_bpe, gpt2_leading_space=not args.gpt2_no_leading_space)
+    try:
+        spec.build()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return spec
+
+
 def _tokenized_sequences(path: str, dictionary, progress: bool) -> Iterator[List[int]]:
     eos = dictionary.eos()
     unk = dictionary.unk()
@@ -162,18 +175,13 @@ def _build_mention_tree(args: argparse.Namespace) -> None:
     sentence (as identifiers are), followed by EOS, without a start token (genre_fairseq.e2e_search)."""
     import numpy as np
 
-    from .encode import EncodeStats, TokenizerSpec, encode_identifiers
+    from .encode import EncodeStats, encode_identifiers
 
     for option in ("names", "tokenized", "format", "langs", "counts", "lang_priority", "canonical_table"):
         if getattr(args, option):
             raise UsageError(f"--{option.replace('_', '-')} does not apply to --mentions")
     dictionary = load_dictionary(args.dict)
-    spec = TokenizerSpec(sentencepiece=args.sentencepiece, gpt2_encoder_json=args.gpt2_encoder_json,
-                         gpt2_vocab_bpe=args.gpt2_vocab_bpe, gpt2_leading_space=not args.gpt2_no_leading_space)
-    try:
-        spec.build()
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    spec = _tokenizer_spec(args)
     if not os.path.isfile(args.mentions):
         raise UsageError(f"--mentions {args.mentions}: file not found")
     with MentionTable.load(args.mentions) as table:
@@ -196,7 +204,7 @@ def _build_mention_tree(args: argparse.Namespace) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    from .encode import EncodeStats, TokenizerSpec, encode_identifiers
+    from .encode import EncodeStats, encode_identifiers
     from .names import canonical_table, iter_identifiers, read_counts
 
     if args.mentions:
@@ -225,12 +233,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     if args.format is None:
         raise UsageError("--names needs --format (name_lang, lang_name or canonical)")
-    spec = TokenizerSpec(sentencepiece=args.sentencepiece, gpt2_encoder_json=args.gpt2_encoder_json,
-                         gpt2_vocab_bpe=args.gpt2_vocab_bpe, gpt2_leading_space=not args.gpt2_no_leading_space)
-    try:
-        spec.build()
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    spec = _tokenizer_spec(args)
     _check_input(args.names, "--names")
     langs = _split_list(args.langs)
     table = NameTable.load(args.names, verify=not args.no_verify)
