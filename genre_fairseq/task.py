@@ -2,6 +2,7 @@
 
 
 import json
+import math
 import logging
 import os
 import pickle
@@ -354,6 +355,8 @@ class GenreTask(TranslationTask):
                 ("--constraints", bool(getattr(args, "constraints", False))),
                 ("prefix_allowed_tokens_fn", prefix_allowed_tokens_fn is not None),
                 ("--print-alignment", bool(getattr(args, "print_alignment", False))),
+                ("--prefix-size", getattr(args, "prefix_size", 0) > 0),
+                ("--min-len (the tree decides where an identifier ends)", getattr(args, "min_len", 1) > 1),
             )
             if on
         ]
@@ -367,6 +370,7 @@ class GenreTask(TranslationTask):
             raise GenreError(f"--beam must be >= 1, got {beam}")
         if nbest < 1 or nbest > beam:
             raise GenreError(f"--nbest must be between 1 and --beam {beam}, got {nbest}")
+        check_length_options(args)
         extra = dict(extra_gen_cls_kwargs or {})
         extra["prefix_tree"] = self.prefix_tree
         extra["candidate_multiple"] = self.cfg.candidate_multiple
@@ -534,6 +538,25 @@ def install_error_hook() -> None:
     if sys.excepthook is not _genre_excepthook:
         _genre_excepthook.previous = sys.excepthook
         sys.excepthook = _genre_excepthook
+
+
+def check_length_options(args) -> None:
+    """Refuse generation options whose values leave no valid output or no ranking, before fairseq asserts.
+
+    A NaN or infinite ``--lenpen`` makes every normalized score NaN or equal (an arbitrary order);
+    ``--max-len-a``/``--max-len-b`` that allow no token would stop fairseq with an AssertionError.
+    """
+    lenpen = getattr(args, "lenpen", 1.0)
+    if lenpen is not None and not math.isfinite(lenpen):
+        raise GenreError(f"--lenpen must be a finite number (scores are log p / length ** lenpen), got {lenpen}")
+    temperature = getattr(args, "temperature", 1.0)
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise GenreError(f"--temperature must be a finite number > 0, got {temperature}")
+    a, b = getattr(args, "max_len_a", 0), getattr(args, "max_len_b", 200)
+    if not (math.isfinite(a) and a >= 0):
+        raise GenreError(f"--max-len-a must be a finite number >= 0, got {a}")
+    if a == 0 and b < 1:
+        raise GenreError(f"--max-len-b must be >= 1 (the longest output, in tokens, with --max-len-a 0), got {b}")
 
 
 def load_candidate_options(cfg, tree: Optional[PrefixTree], table: Optional[NameTable]):

@@ -197,7 +197,8 @@ def _shown(entity) -> str:
     return (entity["id"] or "-") if entity else "-"
 
 
-def evaluate(work: str, config: str, tree_path: str, table_path: str, spm_model: str, tests, batch_size: int):
+def evaluate(work: str, config: str, tree_path: str, table_path: str, spm_model: str, tests, batch_size: int,
+             candidate_multiple: int = 2, suffix: str = ""):
     """{test set: {"marginalized": accuracy, "best_name": accuracy}} of one trained config."""
     from genre_fairseq.hub import mGENRE
     from genre_fairseq.name_table import NameTable
@@ -213,7 +214,8 @@ def evaluate(work: str, config: str, tree_path: str, table_path: str, spm_model:
         result[name] = {}
         # one decoding: an entity's best-name score is the first (highest) of its member scores
         ranked = model.sample([x[0] for x in examples], beam=10, trie=tree, name_table=table,
-                              marginalize=True, max_len_b=32, batch_size=batch_size)
+                              marginalize=True, max_len_b=32, batch_size=batch_size,
+                              candidate_multiple=candidate_multiple)
         top = {True: [e[0] if e else None for e in ranked],
                False: [max(e, key=lambda entity: entity["scores"][0]) if e else None for e in ranked]}
         for marginalize, best in top.items():
@@ -224,7 +226,7 @@ def evaluate(work: str, config: str, tree_path: str, table_path: str, spm_model:
         rows += [(name, lang, gold, _shown(m), m["texts"][0] if m else "", _shown(b), source)
                  for (source, gold, lang), m, b in zip(examples, top[True], top[False])]
     # test set, lang, gold, top entity (marginalized), its best identifier, top entity (best name), source
-    write_lines(f"{work}/{config}/predictions.tsv", ("\t".join(r) for r in rows))
+    write_lines(f"{work}/{config}/predictions{suffix}.tsv", ("\t".join(r) for r in rows))
     return result
 
 
@@ -266,8 +268,17 @@ def _main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per decoding batch")
     parser.add_argument("--jobs", type=int, default=1, help="models trained at once, one thread each (default 1)")
     parser.add_argument("--max-entities", type=int, help="keep this many entities, drawn at random (smoke runs)")
+    parser.add_argument("--candidate-multiple", default="2", metavar="M[,M...]",
+                        help="candidates per search step, in beams: 2 (default) or 1 (the reference GENRE search); "
+                             "a list (2,1) evaluates the same models with each, the first giving the main table")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
+    try:
+        multiples = [int(m) for m in args.candidate_multiple.split(",")]
+    except ValueError:
+        multiples = []
+    if not multiples or any(m not in (1, 2) for m in multiples):
+        parser.error(f"--candidate-multiple: a comma-separated list of 1 and 2, got {args.candidate_multiple!r}")
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown or not configs:
@@ -332,18 +343,26 @@ def _main(argv=None) -> int:
         for config, seconds, lines in pool.map(train_config, configs):
             facts["train_seconds"][config] = round(seconds, 1)
             print(f"{config}: trained {seconds:.0f} s on {lines:,} target lines", flush=True)
+    by_multiple: Dict[int, dict] = {m: {} for m in multiples}
     for config in configs:
         fmt = CONFIGS[config][0]
         t = time.time()
-        results[config] = evaluate(work, config, *trees[fmt], spm_model, tests, args.batch_size)
+        for i, m in enumerate(multiples):
+            by_multiple[m][config] = evaluate(work, config, *trees[fmt], spm_model, tests, args.batch_size,
+                                              candidate_multiple=m, suffix="" if i == 0 else f".multiple{m}")
+            r = by_multiple[m][config]
+            print(f"{config} (candidate multiple {m}): unseen {100 * r['unseen']['marginalized']['micro']:.1f}, "
+                  f"held-out {100 * r['seen']['marginalized']['micro']:.1f} (micro %, marginalized)", flush=True)
         facts["eval_seconds"][config] = round(time.time() - t, 1)
-        r = results[config]
-        print(f"{config}: unseen {100 * r['unseen']['marginalized']['micro']:.1f}, "
-              f"held-out {100 * r['seen']['marginalized']['micro']:.1f} (micro %, marginalized)", flush=True)
+    results = by_multiple[multiples[0]]
+    facts["candidate_multiple"] = multiples[0]
     facts["wall_seconds"] = round(time.time() - started, 1)
     with open(f"{work}/results.json", "w", encoding="utf-8") as f:
-        json.dump({"results": results, "facts": facts, "argv": sys.argv[1:] if argv is None else list(argv)}, f, indent=1)
+        json.dump({"results": results, "facts": facts, "argv": sys.argv[1:] if argv is None else list(argv),
+                   "by_candidate_multiple": {str(m): r for m, r in by_multiple.items()}}, f, indent=1)
     table = markdown(results, facts)
+    for m in multiples[1:]:
+        table += f"\nThe same models, candidate multiple {m} (first table: {multiples[0]}):\n\n" + markdown(by_multiple[m], facts)
     with open(f"{work}/results.md", "w", encoding="utf-8") as f:
         f.write(table)
     print(table + f"\nwall time {facts['wall_seconds']:.0f} s; {work}/results.json")
