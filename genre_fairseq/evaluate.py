@@ -6,6 +6,8 @@ Two modes:
 * run a model and score it: ``genre-evaluate DATA --model-dir DIR --model-type mgenre --trie KB.trie
   --name-table KB.names [--marginalize] [--candidates-from KB.mentions] [--write-predictions P.jsonl]``.
 
+With ``--retrieval``, KILT page-level retrieval instead (``retrieval_eval``): R-precision and recall@k.
+
 Predictions file (JSON lines, one per mention, any order): ``{"id": "<mention id>",
 "predictions": ["<entity id>", ...]}``, best first; an optional ``"scores"`` list is ignored.
 Mention ids are those of ``genre_fairseq.datasets`` (Mewsli and anchors: ``docid:start-end``;
@@ -35,6 +37,7 @@ logging.getLogger("fairseq").setLevel(logging.WARNING)
 from .outputs import atomic_path, check_output, os_error_line  # noqa: E402
 from .datasets import (FORMATS, DatasetError, Mention, ReadReport, detect_format, iter_json_lines,  # noqa: E402
                        read_dataset)
+from .retrieval_eval import add_retrieval_arguments, print_retrieval, run_retrieval  # noqa: E402
 
 __all__ = ["CANDIDATE_BUCKETS", "Scorer", "candidate_bucket", "format_report", "main", "read_predictions"]
 
@@ -293,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-restrict", action="store_true",
                    help="count --candidates-from candidates for the breakdown, but decode without restricting to them")
     m.add_argument("--write-predictions", metavar="FILE", help="also write the predictions file this run produces")
+    add_retrieval_arguments(p)
     return p
 
 
@@ -530,6 +534,8 @@ def _predictions_of(entries: List[dict], predict: str, fmt: str) -> Tuple[List[s
 
 def run(args: argparse.Namespace) -> dict:
     """Evaluate as the parsed options say; return the JSON-ready results."""
+    if args.retrieval:
+        return run_retrieval(args, UsageError)
     _check_options(args)
     _check_outputs(args)
     if args.format == "auto":
@@ -571,6 +577,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("genre-evaluate: interrupted", file=sys.stderr)
         return 130
+    if args.retrieval:
+        print_retrieval(results, args)
+        return 0
     data = results["data"]
     line = f"{args.data}: read {data['mentions']:,} mentions"
     if data["skipped"]:
