@@ -236,13 +236,12 @@ def score_files(gold: PathLike, predictions: PathLike, ks: Iterable[int] = (1, 5
                 report: Optional[ReadReport] = None) -> dict:
     """KILT page-level scores of a predictions file against a gold task file (both JSON lines)."""
     report = report if report is not None else ReadReport()
-    pred_report = ReadReport()
     scorer = RetrievalScorer(ks)
     for query in read_gold(gold, report, strict):
         scorer.add_gold(query.item)
-    for item in read_predictions(predictions, pred_report, strict).values():
+    for item in read_predictions(predictions, report, strict).values():
         scorer.add_prediction(item)
-    return {**scorer.results(), "read": report.as_dict(), "predictions_read": pred_report.as_dict()}
+    return {**scorer.results(), "read": report.as_dict()}
 
 
 def format_retrieval_report(results: dict) -> str:
