@@ -211,3 +211,14 @@ def test_a_malformed_knowledge_source_line_is_counted_with_its_line(tmp_path, ca
     assert main(["names", "--kilt-knowledge-source", str(ks), "--langs", "de", "--output",
                  str(tmp_path / "l.names"), "--quiet"]) == 2
     assert "--sources and --langs apply to --wikidata / --tsv input" in capsys.readouterr().err
+
+
+def test_the_canonical_table_keeps_the_prior_order_of_a_shared_identifier(tmp_path, kb, anchors):
+    # all three entities' primary English name is "Paris": each identifier is "Paris >> en", still shared
+    code, out, _ = names(tmp_path, "--tsv", kb, "--anchors", anchors)
+    assert code == 0
+    assert main(["build", "--names", str(out), "--format", "canonical", "--sentencepiece",
+                 os.path.join(MODEL, "spm.model"), "--dict", os.path.join(MODEL, "dict.target.txt"),
+                 "--output", str(tmp_path / "kb.trie"), "--workers", "1", "--quiet"]) == 0
+    with NameTable.load(tmp_path / "kb.canonical.names") as canonical:
+        assert canonical.ids("", "Paris >> en") == ["Q830149", "Q90", "Q167646"]  # by links, not by Q-number

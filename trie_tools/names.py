@@ -457,6 +457,8 @@ def canonical_table(
                          tqdm(choices(), desc="canonical names", unit=" entities", total=table.num_entities,
                               disable=not progress) if name), plain)
         with NameTable.load(plain) as names_only:
+            source: Dict[str, Tuple[str, str]] = {}  # identifier -> (lang, name), for shared identifiers only
+
             def identifiers() -> Iterator[Tuple[str, str, str]]:
                 for entity_id, lang, name in choices():
                     stats.entities += 1
@@ -464,11 +466,21 @@ def canonical_table(
                         stats.no_primary += 1
                         continue
                     # Without a language (a KB that has none) a collision stays: the table is N-to-1.
-                    with_lang = bool(lang) and len(names_only.ids("", name)) > 1
+                    shared = len(names_only.ids("", name)) > 1
+                    with_lang = bool(lang) and shared
                     stats.collisions += with_lang
                     stats.written += 1
-                    yield entity_id, "", format_identifier(name, lang, "canonical", with_lang=with_lang)
+                    identifier = format_identifier(name, lang, "canonical", with_lang=with_lang)
+                    if shared:
+                        source[identifier] = (lang, name)
+                    yield entity_id, "", identifier
+
+            def same_order(_lang: str, identifier: str, ids: List[str]) -> List[str]:
+                # An identifier that still names several entities keeps the names table's order (its prior).
+                rank = {e: i for i, e in enumerate(table.ids(*source[identifier]))} if identifier in source else {}
+                return sorted(ids, key=lambda e: rank.get(e, len(rank)))
 
             NameTable.build(identifiers(), output, meta={"kind": "canonical identifiers",
-                                                         "names_fingerprint": table.fingerprint})
+                                                         "names_fingerprint": table.fingerprint},
+                            order_ids=same_order)
     return stats
