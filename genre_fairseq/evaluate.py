@@ -424,15 +424,21 @@ def _batches(items: Iterable[Mention], size: int) -> Iterator[List[Mention]]:
         yield batch
 
 
-def _run_model(args: argparse.Namespace, kb: _KB, scorer: Scorer, report: ReadReport) -> dict:
+def load_model(args: argparse.Namespace):
+    """The hub model of ``--model-dir`` with the BPE and device options."""
     from .hub import GENRE, mGENRE
-    from .prefix_tree import PrefixTree
 
     cls = GENRE if args.model_type == "genre" else mGENRE
     bpe = {None: "auto", "none": None}.get(args.bpe, args.bpe)
-    model = cls.from_pretrained(args.model_dir, args.checkpoint_file or "model.pt", bpe=bpe,
-                                sentencepiece_model=args.sentencepiece_model, gpt2_encoder_json=args.gpt2_encoder_json,
-                                gpt2_vocab_bpe=args.gpt2_vocab_bpe, device=args.device)
+    return cls.from_pretrained(args.model_dir, args.checkpoint_file or "model.pt", bpe=bpe,
+                               sentencepiece_model=args.sentencepiece_model, gpt2_encoder_json=args.gpt2_encoder_json,
+                               gpt2_vocab_bpe=args.gpt2_vocab_bpe, device=args.device)
+
+
+def _run_model(args: argparse.Namespace, kb: _KB, scorer: Scorer, report: ReadReport) -> dict:
+    from .prefix_tree import PrefixTree
+
+    model = load_model(args)
     try:
         tree = PrefixTree.load(args.trie, verify=not args.no_verify)
     except ValueError as e:
@@ -559,6 +565,24 @@ def _causes(counts: Dict[str, int]) -> str:
     return ", ".join(f"{cause} {n:,}" for cause, n in counts.items())
 
 
+def print_read_summary(results: dict, args: argparse.Namespace, unit: str = "mentions") -> None:
+    """What was read from DATA and the predictions file, skipped by cause, with the first problems."""
+    data = results["data"]
+    line = f"{args.data}: read {data['mentions']:,} {unit}"
+    if data["skipped"]:
+        line += f", skipped {sum(data['skipped'].values()):,} ({_causes(data['skipped'])})"
+    if data["warnings"]:
+        line += f"; warnings: {_causes(data['warnings'])}"
+    print(line)
+    for example in data["examples"]:
+        print(f"  {example}")
+    read = results["run"].get("predictions_read")
+    if read and read["skipped"]:
+        print(f"{args.predictions}: skipped {sum(read['skipped'].values()):,} bad line(s) ({_causes(read['skipped'])})")
+        for example in read["examples"]:
+            print(f"  {example}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``genre-evaluate``."""
     args = build_parser().parse_args(argv)
@@ -580,20 +604,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.retrieval:
         print_retrieval(results, args)
         return 0
-    data = results["data"]
-    line = f"{args.data}: read {data['mentions']:,} mentions"
-    if data["skipped"]:
-        line += f", skipped {sum(data['skipped'].values()):,} ({_causes(data['skipped'])})"
-    if data["warnings"]:
-        line += f"; warnings: {_causes(data['warnings'])}"
-    print(line)
-    for example in data["examples"]:
-        print(f"  {example}")
-    read = results["run"].get("predictions_read")
-    if read and read["skipped"]:
-        print(f"{args.predictions}: skipped {sum(read['skipped'].values()):,} bad line(s) ({_causes(read['skipped'])})")
-        for example in read["examples"]:
-            print(f"  {example}")
+    print_read_summary(results, args)
     unknown = results["run"].get("unknown_ids")
     if unknown and unknown["count"]:
         print(f"{args.predictions}: {unknown['count']:,} prediction(s) match no mention of the data set (ignored), "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from tqdm import tqdm
 
@@ -107,15 +107,11 @@ def run_retrieval(args: argparse.Namespace, usage_error) -> dict:
 
 
 def _run_model(args: argparse.Namespace, queries, scorer: RetrievalScorer, report: ReadReport, usage_error) -> dict:
-    from .hub import GENRE, mGENRE
+    from .evaluate import load_model
     from .name_table import NameTable
     from .prefix_tree import PrefixTree
 
-    cls = GENRE if args.model_type == "genre" else mGENRE
-    bpe = {None: "auto", "none": None}.get(args.bpe, args.bpe)
-    model = cls.from_pretrained(args.model_dir, args.checkpoint_file or "model.pt", bpe=bpe,
-                                sentencepiece_model=args.sentencepiece_model, gpt2_encoder_json=args.gpt2_encoder_json,
-                                gpt2_vocab_bpe=args.gpt2_vocab_bpe, device=args.device)
+    model = load_model(args)
     try:
         tree = PrefixTree.load(args.trie, verify=not args.no_verify)
         table = NameTable.load(args.name_table, verify=not args.no_verify)
@@ -170,24 +166,9 @@ def _write(path: str, records: List[dict]) -> None:
 
 def print_retrieval(results: dict, args: argparse.Namespace) -> None:
     """What ``genre-evaluate --retrieval`` prints: what was read and skipped, then the scores."""
-    data = results["data"]
-    line = f"{args.data}: read {data['mentions']:,} queries"
-    if data["skipped"]:
-        line += f", skipped {sum(data['skipped'].values()):,} ({_causes(data['skipped'])})"
-    if data["warnings"]:
-        line += f"; warnings: {_causes(data['warnings'])}"
-    print(line)
-    for example in data["examples"]:
-        print(f"  {example}")
-    read: Optional[dict] = results["run"].get("predictions_read")
-    if read and read["skipped"]:
-        print(f"{args.predictions}: skipped {sum(read['skipped'].values()):,} bad line(s) ({_causes(read['skipped'])})")
-        for example in read["examples"]:
-            print(f"  {example}")
+    from .evaluate import print_read_summary
+
+    print_read_summary(results, args, unit="queries")
     if results["run"].get("warning"):
         print(f"warning: {results['run']['warning']}")
     print(format_retrieval_report(results))
-
-
-def _causes(counts: Dict[str, int]) -> str:
-    return ", ".join(f"{cause} {n:,}" for cause, n in counts.items())
