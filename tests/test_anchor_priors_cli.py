@@ -222,3 +222,15 @@ def test_the_canonical_table_keeps_the_prior_order_of_a_shared_identifier(tmp_pa
                  "--output", str(tmp_path / "kb.trie"), "--workers", "1", "--quiet"]) == 0
     with NameTable.load(tmp_path / "kb.canonical.names") as canonical:
         assert canonical.ids("", "Paris >> en") == ["Q830149", "Q90", "Q167646"]  # by links, not by Q-number
+
+
+def test_sitelink_counts_store_qids_in_an_array_and_other_ids_apart():
+    from trie_tools.names import SitelinkCounts
+
+    counts = SitelinkCounts()
+    assert not counts and counts.get("Q5") == 0
+    for entity, n in (("Q5", 3), ("Q100", 7), ("Q007", 2), ("my:1", 1), ("Q999999999999", 4), ("Q6", 70000)):
+        counts[entity] = n
+    assert [counts.get(e) for e in ("Q5", "Q100", "Q007", "my:1", "Q999999999999", "Q6", "Q7", "Q10**9")] == \
+        [3, 7, 2, 1, 4, 65535, 0, 0]
+    assert counts and counts._by_number.size <= 201  # grown by doubling up to Q100, not to the huge id

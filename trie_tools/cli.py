@@ -63,8 +63,8 @@ def _check_input(path: str, option: str = "") -> None:
 
 
 def cmd_names(args: argparse.Namespace) -> None:
-    from .names import (DEFAULT_SOURCES, SOURCES, AnchorStats, NamesStats, redirects_by_target, tsv_names,
-                        wikidata_names)
+    from .names import (DEFAULT_SOURCES, SOURCES, AnchorStats, NamesStats, SitelinkCounts, redirects_by_target,
+                        tsv_names, wikidata_names)
     from .wikidata import WikidataStats
     from .wikipedia import RedirectStats
 
@@ -107,7 +107,7 @@ def cmd_names(args: argparse.Namespace) -> None:
         dump_stats = WikidataStats()
         meta = {"source": "wikidata", "dump": os.path.basename(args.wikidata), "sources": sources,
                 "langs": langs, "redirect_langs": redirect_langs}
-        sitelinks = {}
+        sitelinks = SitelinkCounts()
 
         def records(mentions):
             kwargs = {} if classes is None else {"classes": classes}

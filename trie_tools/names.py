@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from collections import defaultdict
 from itertools import chain
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 from tqdm import tqdm
 
 from genre_fairseq.identifiers import check_lang, choose_canonical, format_identifier
@@ -58,12 +60,14 @@ from .custom_kb import CustomKBStats, iter_custom_kb
 from .wikidata import WIKIMEDIA_INTERNAL_CLASSES, WikidataStats, iter_entities
 from .wikipedia import RedirectStats, read_redirect_map
 
-__all__ = ["DEFAULT_SOURCES", "SOURCES", "AnchorStats", "EntityPrior", "NamesStats", "canonical_table",
+__all__ = ["DEFAULT_SOURCES", "SOURCES", "AnchorStats", "EntityPrior", "NamesStats", "SitelinkCounts", "canonical_table",
            "iter_identifiers", "read_counts", "redirects_by_target", "tsv_names", "wikidata_names", "write_tables"]
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("titles", "redirects", "labels", "aliases")
+_QID = re.compile(r"Q[1-9][0-9]{0,8}")  # a canonical Wikidata item id; below _MAX_INDEXED it indexes an array
+_MAX_INDEXED = 1 << 28  # 268M items (Wikidata has ~120M): at most 512 MB of counts
 DEFAULT_SOURCES = ("titles", "redirects")
 
 NameRecord = Tuple[str, str, str, bool]  # entity_id, lang, name, primary
@@ -132,7 +136,7 @@ def wikidata_names(
     stats: Optional[NamesStats] = None,
     dump_stats: Optional[WikidataStats] = None,
     mentions: Optional[List[Tuple[str, str]]] = None,
-    sitelinks: Optional[Dict[str, int]] = None,
+    sitelinks: Optional["SitelinkCounts"] = None,
 ) -> Iterator[NameRecord]:
     """Name records ``(qid, lang, name, primary)`` of the kept items of a Wikidata dump.
 
@@ -244,10 +248,45 @@ class _MentionSpool:
                 yield mention, entity_id, 1
 
 
+class SitelinkCounts:
+    """Entity id -> number of sitelinks, compact: ``Q<n>`` ids in a uint16 array indexed by n, others in a dict.
+
+    A dict of 100M Wikidata items would take gigabytes; the array takes 2 bytes per Q-number
+    up to the largest one seen (about 260 MB for today's Wikidata). Counts are capped at 65535.
+    """
+
+    def __init__(self) -> None:
+        self._by_number = np.zeros(0, dtype=np.uint16)
+        self._other: Dict[str, int] = {}
+
+    def __setitem__(self, entity_id: str, count: int) -> None:
+        count = min(int(count), 65535)
+        if _QID.fullmatch(entity_id) and int(entity_id[1:]) < _MAX_INDEXED:
+            n = int(entity_id[1:])
+            if n >= self._by_number.size:
+                grown = np.zeros(min(max(n + 1, 2 * self._by_number.size), _MAX_INDEXED), dtype=np.uint16)
+                grown[: self._by_number.size] = self._by_number
+                self._by_number = grown
+            self._by_number[n] = count
+        else:
+            self._other[entity_id] = count
+
+    def get(self, entity_id: str, default: int = 0) -> int:
+        """The count of an entity, or ``default`` if none was set (a count of 0 reads as ``default``)."""
+        if _QID.fullmatch(entity_id) and int(entity_id[1:]) < _MAX_INDEXED:
+            n = int(entity_id[1:])
+            value = int(self._by_number[n]) if n < self._by_number.size else 0
+            return value if value else default
+        return self._other.get(entity_id, default)
+
+    def __bool__(self) -> bool:
+        return bool(self._other) or bool(self._by_number.any())
+
+
 class EntityPrior:
     """The order of the entities of an ambiguous name: hyperlink count, then sitelink count, then the id rule."""
 
-    def __init__(self, anchors: Optional[MentionTable] = None, sitelinks: Optional[Mapping[str, int]] = None) -> None:
+    def __init__(self, anchors: Optional[MentionTable] = None, sitelinks: Optional[SitelinkCounts] = None) -> None:
         self.anchors = anchors
         self.sitelinks = sitelinks if sitelinks is not None else {}
 
@@ -310,7 +349,7 @@ def write_tables(
     meta: Optional[dict] = None,
     progress: bool = True,
     anchors: Sequence[PathLike] = (),
-    sitelinks: Optional[Mapping[str, int]] = None,
+    sitelinks: Optional[SitelinkCounts] = None,
     anchor_stats: Optional[AnchorStats] = None,
     strict: bool = False,
 ) -> None:
