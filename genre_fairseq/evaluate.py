@@ -6,6 +6,8 @@ Two modes:
 * run a model and score it: ``genre-evaluate DATA --model-dir DIR --model-type mgenre --trie KB.trie
   --name-table KB.names [--marginalize] [--candidates-from KB.mentions] [--write-predictions P.jsonl]``.
 
+With ``--retrieval``, KILT page-level retrieval instead (``retrieval_eval``): R-precision and recall@k.
+
 Predictions file (JSON lines, one per mention, any order): ``{"id": "<mention id>",
 "predictions": ["<entity id>", ...]}``, best first; an optional ``"scores"`` list is ignored.
 Mention ids are those of ``genre_fairseq.datasets`` (Mewsli and anchors: ``docid:start-end``;
@@ -35,6 +37,7 @@ logging.getLogger("fairseq").setLevel(logging.WARNING)
 from .outputs import atomic_path, check_output, os_error_line  # noqa: E402
 from .datasets import (FORMATS, DatasetError, Mention, ReadReport, detect_format, iter_json_lines,  # noqa: E402
                        read_dataset)
+from .retrieval_eval import add_retrieval_arguments, print_retrieval, run_retrieval  # noqa: E402
 
 __all__ = ["CANDIDATE_BUCKETS", "Scorer", "candidate_bucket", "format_report", "main", "read_predictions"]
 
@@ -293,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-restrict", action="store_true",
                    help="count --candidates-from candidates for the breakdown, but decode without restricting to them")
     m.add_argument("--write-predictions", metavar="FILE", help="also write the predictions file this run produces")
+    add_retrieval_arguments(p)
     return p
 
 
@@ -420,15 +424,21 @@ def _batches(items: Iterable[Mention], size: int) -> Iterator[List[Mention]]:
         yield batch
 
 
-def _run_model(args: argparse.Namespace, kb: _KB, scorer: Scorer, report: ReadReport) -> dict:
+def load_model(args: argparse.Namespace):
+    """The hub model of ``--model-dir`` with the BPE and device options."""
     from .hub import GENRE, mGENRE
-    from .prefix_tree import PrefixTree
 
     cls = GENRE if args.model_type == "genre" else mGENRE
     bpe = {None: "auto", "none": None}.get(args.bpe, args.bpe)
-    model = cls.from_pretrained(args.model_dir, args.checkpoint_file or "model.pt", bpe=bpe,
-                                sentencepiece_model=args.sentencepiece_model, gpt2_encoder_json=args.gpt2_encoder_json,
-                                gpt2_vocab_bpe=args.gpt2_vocab_bpe, device=args.device)
+    return cls.from_pretrained(args.model_dir, args.checkpoint_file or "model.pt", bpe=bpe,
+                               sentencepiece_model=args.sentencepiece_model, gpt2_encoder_json=args.gpt2_encoder_json,
+                               gpt2_vocab_bpe=args.gpt2_vocab_bpe, device=args.device)
+
+
+def _run_model(args: argparse.Namespace, kb: _KB, scorer: Scorer, report: ReadReport) -> dict:
+    from .prefix_tree import PrefixTree
+
+    model = load_model(args)
     try:
         tree = PrefixTree.load(args.trie, verify=not args.no_verify)
     except ValueError as e:
@@ -530,6 +540,8 @@ def _predictions_of(entries: List[dict], predict: str, fmt: str) -> Tuple[List[s
 
 def run(args: argparse.Namespace) -> dict:
     """Evaluate as the parsed options say; return the JSON-ready results."""
+    if args.retrieval:
+        return run_retrieval(args, UsageError)
     _check_options(args)
     _check_outputs(args)
     if args.format == "auto":
@@ -553,6 +565,24 @@ def _causes(counts: Dict[str, int]) -> str:
     return ", ".join(f"{cause} {n:,}" for cause, n in counts.items())
 
 
+def print_read_summary(results: dict, args: argparse.Namespace, unit: str = "mentions") -> None:
+    """What was read from DATA and the predictions file, skipped by cause, with the first problems."""
+    data = results["data"]
+    line = f"{args.data}: read {data['mentions']:,} {unit}"
+    if data["skipped"]:
+        line += f", skipped {sum(data['skipped'].values()):,} ({_causes(data['skipped'])})"
+    if data["warnings"]:
+        line += f"; warnings: {_causes(data['warnings'])}"
+    print(line)
+    for example in data["examples"]:
+        print(f"  {example}")
+    read = results["run"].get("predictions_read")
+    if read and read["skipped"]:
+        print(f"{args.predictions}: skipped {sum(read['skipped'].values()):,} bad line(s) ({_causes(read['skipped'])})")
+        for example in read["examples"]:
+            print(f"  {example}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``genre-evaluate``."""
     args = build_parser().parse_args(argv)
@@ -571,20 +601,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("genre-evaluate: interrupted", file=sys.stderr)
         return 130
-    data = results["data"]
-    line = f"{args.data}: read {data['mentions']:,} mentions"
-    if data["skipped"]:
-        line += f", skipped {sum(data['skipped'].values()):,} ({_causes(data['skipped'])})"
-    if data["warnings"]:
-        line += f"; warnings: {_causes(data['warnings'])}"
-    print(line)
-    for example in data["examples"]:
-        print(f"  {example}")
-    read = results["run"].get("predictions_read")
-    if read and read["skipped"]:
-        print(f"{args.predictions}: skipped {sum(read['skipped'].values()):,} bad line(s) ({_causes(read['skipped'])})")
-        for example in read["examples"]:
-            print(f"  {example}")
+    if args.retrieval:
+        print_retrieval(results, args)
+        return 0
+    print_read_summary(results, args)
     unknown = results["run"].get("unknown_ids")
     if unknown and unknown["count"]:
         print(f"{args.predictions}: {unknown['count']:,} prediction(s) match no mention of the data set (ignored), "

@@ -4,6 +4,8 @@
     model = mGENRE.from_pretrained("fairseq_multilingual_entity_disambiguation")
     model.sample(["[START] Einstein [END] era un fisico tedesco."], trie="kb.trie", name_table="kb.names")
     # -> [[{"id": "Q937", "score": ..., "texts": ["Albert Einstein >> it", ...], "scores": [...]}, ...]]
+    model.retrieve(["who wrote the theory of relativity"], trie="kilt.trie", name_table="kilt.canonical.names", k=5)
+    # -> [[{"id": "736", "title": "Albert Einstein", "score": ...}, ...]]   (page-level retrieval, no markers)
 
 Checkpoint directory layouts (the official releases):
 
@@ -344,6 +346,16 @@ class _Hub:
         if not sentences:
             return []
         sources = [self._source_ids(s, i) for i, s in enumerate(sentences)]
+        return self._decode(sentences, sources, beam=beam, trie=trie, name_table=name_table, marginalize=marginalize,
+                            candidates=candidates, max_len_b=max_len_b, alpha=alpha,
+                            identifier_format=identifier_format, batch_size=batch_size, mention_table=mention_table,
+                            candidates_k=candidates_k, candidate_multiple=candidate_multiple,
+                            nil_threshold=nil_threshold, nil_margin=nil_margin)
+
+    def _decode(self, sentences, sources: List[torch.Tensor], *, beam, trie, name_table, marginalize, candidates,
+                max_len_b, alpha, identifier_format, batch_size, mention_table, candidates_k, candidate_multiple,
+                nil_threshold, nil_margin) -> List[List[dict]]:
+        """Decode encoded sources in batches and rank each one's hypotheses (``sample``'s and ``retrieve``'s work)."""
         tree = self._tree(trie) if trie is not None else None
         table = self._table(name_table, tree) if name_table is not None else None
         fmt = self._identifier_format(identifier_format, tree)
@@ -393,6 +405,66 @@ class _Hub:
                 results.append(add_nil(ranked, threshold=nil_threshold, margin=nil_margin))
         return results
 
+    # ------------------------------------------------------------------ retrieval
+    def _query_ids(self, query: str, index: int) -> torch.Tensor:
+        """A query without markers, encoded; cut at the end to the model's word and position caps."""
+        if not isinstance(query, str):
+            raise TypeError(f"query {index}: expected a string, got {type(query).__name__}")
+        words = query.split()
+        if not words:
+            raise ValueError(f"query {index}: empty (no word to retrieve pages for)")
+        # Queries carry no mention to keep: the end is cut, as fairseq's --truncate-source does.
+        text = query.strip() if len(words) <= self.MAX_WORDS else " ".join(words[: self.MAX_WORDS])
+        symbols = self.bpe.encode(text) if self.bpe is not None else text
+        ids = self.src_dict.encode_line(symbols, add_if_not_exist=False, append_eos=True).long()
+        if ids.numel() > self._max_source_tokens:
+            ids = torch.cat([ids[: self._max_source_tokens - 1], ids[-1:]])
+        return ids
+
+    @torch.no_grad()
+    def retrieve(
+        self,
+        queries: Sequence[str],
+        trie: Union[str, PrefixTree, None] = None,
+        name_table: Union[str, NameTable, None] = None,
+        beam: int = 10,
+        k: Optional[int] = None,
+        batch_size: int = 32,
+        *,
+        max_len_b: int = 32,
+        alpha: float = 0.5,
+        marginalize: Optional[bool] = None,
+        identifier_format: Optional[str] = None,
+        candidate_multiple: int = 2,
+    ) -> List[List[dict]]:
+        """Page-level retrieval: for each query (no mention markers), the ranked pages
+        ``{"id", "title", "score"}``, best first, at most ``k`` (default: all the beam gives).
+
+        ``trie`` holds the page identifiers (a KILT title tree: ``genre-trie names
+        --kilt-knowledge-source`` then ``genre-trie build --format canonical``); ``name_table`` maps
+        them to page ids (for a canonical tree, its ``.canonical.names`` table). ``id`` is None
+        without a name table, or for an identifier it does not know; ``title`` is the name of the
+        best identifier of the page (without its language). Pages are entities of ``sample``:
+        ranked as there (``marginalize`` default True with a name table), repeats merged.
+        """
+        if isinstance(queries, (str, bytes)):
+            raise TypeError("retrieve() takes a list of queries, not one string")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"k must be None (all) or an integer >= 1, got {k!r}")
+        _check_sample_options(beam=beam, max_len_b=max_len_b, batch_size=batch_size, candidates_k=None, alpha=alpha,
+                              candidate_multiple=candidate_multiple)
+        if marginalize and name_table is None:
+            raise ValueError("marginalize=True groups hypotheses by page: it needs name_table=")
+        if not queries:
+            return []
+        sources = [self._query_ids(q, i) for i, q in enumerate(queries)]
+        ranked = self._decode(queries, sources, beam=beam, trie=trie, name_table=name_table, marginalize=marginalize,
+                              candidates=None, max_len_b=max_len_b, alpha=alpha, identifier_format=identifier_format,
+                              batch_size=batch_size, mention_table=None, candidates_k=None,
+                              candidate_multiple=candidate_multiple, nil_threshold=None, nil_margin=None)
+        fmt = self._identifier_format(identifier_format, self._tree(trie) if trie is not None else None)
+        return [_pages(entries, fmt, k) for entries in ranked]
+
     def _generator(self, beam: int, max_len_b: int, tree, candidate_multiple: int = 2):
         from fairseq.sequence_generator import SequenceGenerator
 
@@ -413,6 +485,28 @@ class _Hub:
         tokens = data_utils.collate_tokens(sources, self.src_dict.pad(), self.src_dict.eos(), left_pad=True)
         ids = torch.arange(first_id, first_id + len(sources), device=self.device)
         return {"id": ids, "net_input": {"src_tokens": tokens.to(self.device), "src_lengths": lengths}}
+
+
+def _pages(entries: List[dict], fmt: Optional[str], k: Optional[int]) -> List[dict]:
+    """``sample`` entries as retrieved pages ``{"id", "title", "score"}``: one per page, best first, top ``k``."""
+    from .identifiers import parse_identifier
+
+    pages: List[dict] = []
+    seen = set()
+    for entry in entries:
+        text = entry["texts"][0] if "texts" in entry else entry["text"]
+        try:
+            title = parse_identifier(text, fmt or "canonical")[1]
+        except ValueError:
+            title = text
+        key = ("id", entry["id"]) if entry.get("id") is not None else ("title", title)
+        if key in seen:
+            continue
+        seen.add(key)
+        pages.append({"id": entry.get("id"), "title": title, "score": float(entry["score"])})
+        if k is not None and len(pages) == k:
+            break
+    return pages
 
 
 def _check_sample_options(**options) -> None:

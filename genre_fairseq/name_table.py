@@ -29,7 +29,9 @@ Wikidata item ids ``Q<n>`` (``n`` a decimal number without leading zeros) come f
 by numeric value ascending (``Q9`` before ``Q10``: the older item, usually the more
 prominent one, first); every other id (``Q007``, ``P31``, ``L5``, ``my-kb:42``) follows,
 by code point order. ``NameTable.ids(lang, name)[0]`` is therefore the deterministic pick
-for an ambiguous name. ``MentionTable.candidates`` orders by count descending, ties by the
+for an ambiguous name, unless the table was built with ``order_ids=`` (``genre-trie names`` passes a
+prior: hyperlink counts, then sitelink counts, see docs/trie_tools.md), which reorders the ids of
+each ambiguous name; the reordering is part of the fingerprint. ``MentionTable.candidates`` orders by count descending, ties by the
 id rule.
 
 Lookups are exact: names and mentions are compared as given (no case folding, no
@@ -114,7 +116,7 @@ import struct
 import tempfile
 import zlib
 from array import array
-from typing import Any, Iterable, Iterator, Optional, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 import marisa_trie
 import numpy as np
@@ -670,6 +672,24 @@ def _reopen(cls: type[_T], path: str) -> _T:
 # ----------------------------------------------------------------------------- name table
 
 
+def _reorder(multi_entities: np.ndarray, multi_offsets: np.ndarray, ambiguous: np.ndarray, keys_trie: str,
+             ents_trie: str, order_ids: Callable[[str, str, list[str]], list[str]], digest) -> None:
+    """Reorder, in place, each ambiguous key's entity list as ``order_ids`` says; reordered keys enter ``digest``."""
+    keys, ents = marisa_trie.Trie(), marisa_trie.Trie()
+    keys.load(keys_trie)
+    ents.load(ents_trie)
+    for j, k in enumerate(ambiguous.tolist()):
+        start, end = int(multi_offsets[j]), int(multi_offsets[j + 1])
+        ids = [ents.restore_key(e) for e in multi_entities[start:end].tolist()]
+        lang, name = keys.restore_key(k).split(_SEP, 1)
+        ranked = list(order_ids(lang, name, list(ids)))
+        if sorted(ranked) != sorted(ids):
+            raise ValueError(f"order_ids({lang!r}, {name!r}, ...) must return a permutation of {ids}, got {ranked}")
+        if ranked != ids:
+            multi_entities[start:end] = [ents[e] for e in ranked]
+            digest.update(("order\t%s\t%s\t%s\n" % (lang, name, "\t".join(ranked))).encode("utf-8"))
+
+
 class NameTable(_Table):
     """(lang, name) <-> entity ids, N-to-1 both ways, memory-mapped from one file."""
 
@@ -681,8 +701,14 @@ class NameTable(_Table):
 
     @staticmethod
     def build(records: Iterable[tuple[str, str, str]], path: PathLike, *, meta: Optional[dict] = None,
-              tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000) -> None:
-        """Write the table of ``(entity_id, lang, name)`` records to ``path``; duplicates collapse."""
+              tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000,
+              order_ids: Optional[Callable[[str, str, list[str]], list[str]]] = None) -> None:
+        """Write the table of ``(entity_id, lang, name)`` records to ``path``; duplicates collapse.
+
+        ``order_ids(lang, name, ids)``, if given, is called for every ambiguous (lang, name) with its
+        entity ids in id-rule order and returns them in the order ``ids()`` gives (e.g. by a prior);
+        a reordered key enters the fingerprint.
+        """
         meta = _check_meta(meta)
         with _build_dir(path, tmp_dir, chunk_size) as tmp:
             keys_path = os.path.join(tmp, "keys")  # key of every link, links in id-rule order
@@ -731,6 +757,9 @@ class NameTable(_Table):
             multi_entities = _smallest(link_entity[np.repeat(per_key > 1, per_key)], n_entities)
             multi_offsets = np.zeros(ambiguous.size + 1, dtype=np.uint64)
             np.cumsum(per_key[ambiguous], out=multi_offsets[1:])
+            if order_ids is not None and ambiguous.size:
+                _reorder(multi_entities, multi_offsets, ambiguous, keys_path + ".marisa", ents_path + ".marisa",
+                         order_ids, digest)
             multi_offsets = _smallest(multi_offsets, multi_entities.size)
             del link_entity, per_key
             # Within an entity, links are in (lang, name) order; the stable sort keeps it.
@@ -770,7 +799,7 @@ class NameTable(_Table):
         self._rev_primary = c.arrays["rev_primary"]
 
     def ids(self, lang: str, name: str) -> list[str]:
-        """Entity ids named ``name`` in ``lang``, in id-rule order (``[0]`` is the pick); ``[]`` if unknown."""
+        """Entity ids named ``name`` in ``lang``, in id-rule order or the build's ``order_ids`` (``[0]`` is the pick); ``[]`` if unknown."""
         try:
             k = self._keys.get(lang + _SEP + name)
         except UnicodeEncodeError:

@@ -18,15 +18,21 @@ ignored).
 Scores are averaged over the gold queries; a query without a prediction scores 0; a gold query
 without any provenance cannot be scored and is counted apart (``no_provenance``), as are
 predictions for ids not in the gold file (``unknown_ids``).
+
+Files (``read_gold``, ``read_predictions``): a gold line needs an ``id`` (string or integer) and an
+``output`` list, a prediction line an ``id`` and an ``output`` list whose first entry's
+``provenance`` is a list of objects with a ``wikipedia_id``; other lines are skipped and counted
+with their ``file:line`` (``strict`` makes the first one fatal), as are repeated ids.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from .datasets import PathLike, ReadReport, iter_json_lines
 
-__all__ = ["RetrievalScorer", "evidence_sets", "kilt_prediction", "precision_at_k", "predicted_pages", "r_precision",
-           "rank_points", "recall_at_k", "score_files"]
+__all__ = ["GoldQuery", "RetrievalScorer", "evidence_sets", "format_retrieval_report", "kilt_prediction",
+           "precision_at_k", "predicted_pages", "r_precision", "rank_points", "read_gold", "read_predictions",
+           "recall_at_k", "score_files"]
 
 RANK_KEY = "wikipedia_id"
 
@@ -114,12 +120,14 @@ class RetrievalScorer:
         self._predicted: Dict[str, List[str]] = {}
         self.no_provenance = 0
         self.unknown_ids = 0
+        self._unscored: Set[str] = set()  # gold ids without provenance: their predictions are not unknown
 
     def add_gold(self, item: dict) -> bool:
         """Register a gold KILT record; False (and counted) if it has no provenance to score against."""
         sets = evidence_sets(item)
         if not sets:
             self.no_provenance += 1
+            self._unscored.add(str(item.get("id")))
             return False
         self._gold[str(item.get("id"))] = sets
         return True
@@ -128,7 +136,8 @@ class RetrievalScorer:
         """Register a prediction record (``id``, ``output[0].provenance`` ranked); the first per id counts."""
         qid = str(item.get("id"))
         if qid not in self._gold:
-            self.unknown_ids += 1
+            if qid not in self._unscored:
+                self.unknown_ids += 1
             return
         self._predicted.setdefault(qid, predicted_pages(item))
 
@@ -154,13 +163,101 @@ def kilt_prediction(query_id: str, pages: Iterable[Tuple[str, str]]) -> dict:
                                                        for page, title in pages]}]}
 
 
+class GoldQuery(NamedTuple):
+    """One query of a KILT task file: its id, input text (None if unusable), the record, where it was read."""
+
+    id: str
+    input: Optional[str]
+    item: dict
+    where: str
+
+
+def _record_id(value) -> Optional[str]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def read_gold(path: PathLike, report: Optional[ReadReport] = None, strict: bool = False) -> Iterator[GoldQuery]:
+    """The queries of a KILT task file; malformed lines and repeated ids are skipped and counted."""
+    report = report if report is not None else ReadReport()
+    seen: Dict[str, str] = {}
+    for where, obj in iter_json_lines(path, report, strict):
+        qid = _record_id(obj.get("id"))
+        if qid is None:
+            report.skip("bad_record", where, "'id' must be a non-empty string or an integer", strict)
+            continue
+        if not isinstance(obj.get("output", []), list):
+            report.skip("bad_record", where, "'output' must be a list", strict)
+            continue
+        if qid in seen:
+            report.skip("duplicate_id", where, f"id {qid!r} already read at {seen[qid]}", strict)
+            continue
+        seen[qid] = where
+        for output in obj.get("output") or []:
+            provenance = output.get("provenance") if isinstance(output, dict) else None
+            if provenance is not None and (not isinstance(provenance, list) or any(
+                    not isinstance(p, dict) or p.get(RANK_KEY) is None for p in provenance)):
+                report.warn("provenance_without_wikipedia_id", where,
+                            f"a provenance entry is not an object with '{RANK_KEY}' (ignored)", strict)
+                break
+        text = obj.get("input")
+        report.mentions += 1
+        yield GoldQuery(qid, text if isinstance(text, str) and text.strip() else None, obj, where)
+
+
+def read_predictions(path: PathLike, report: Optional[ReadReport] = None, strict: bool = False) -> Dict[str, dict]:
+    """``query id -> prediction record`` of a KILT-format predictions file; bad lines are counted (fatal if strict)."""
+    report = report if report is not None else ReadReport()
+    records: Dict[str, dict] = {}
+    first: Dict[str, str] = {}
+    for where, obj in iter_json_lines(path, report, strict):
+        qid = _record_id(obj.get("id"))
+        outputs = obj.get("output")
+        why = None
+        if qid is None:
+            why = "'id' must be a non-empty string or an integer"
+        elif not isinstance(outputs, list) or not outputs or not isinstance(outputs[0], dict):
+            why = "'output' must be a list whose first entry is an object with 'provenance'"
+        elif not isinstance(outputs[0].get("provenance"), list) or not all(
+                isinstance(p, dict) and p.get(RANK_KEY) is not None for p in outputs[0]["provenance"]):
+            why = f"'output[0].provenance' must be a list of objects with '{RANK_KEY}' (ranked pages)"
+        if why is not None:
+            report.skip("bad_record", where, why, strict)
+        elif qid in records:
+            report.skip("duplicate_id", where, f"id {qid!r} already has a prediction at {first[qid]}", strict)
+        else:
+            records[qid] = obj
+            first[qid] = where
+    return records
+
+
 def score_files(gold: PathLike, predictions: PathLike, ks: Iterable[int] = (1, 5), *, strict: bool = False,
                 report: Optional[ReadReport] = None) -> dict:
     """KILT page-level scores of a predictions file against a gold task file (both JSON lines)."""
     report = report if report is not None else ReadReport()
     scorer = RetrievalScorer(ks)
-    for _, item in iter_json_lines(gold, report, strict):
-        scorer.add_gold(item)
-    for _, item in iter_json_lines(predictions, report, strict):
+    for query in read_gold(gold, report, strict):
+        scorer.add_gold(query.item)
+    for item in read_predictions(predictions, report, strict).values():
         scorer.add_prediction(item)
     return {**scorer.results(), "read": report.as_dict()}
+
+
+def format_retrieval_report(results: dict) -> str:
+    """The figures of :meth:`RetrievalScorer.results` as a small table (percentages, as KILT's tables show them)."""
+    def pct(x: Optional[float]) -> str:
+        return "-" if x is None else f"{100 * x:.2f}"
+
+    names = ["r_precision"] + [n for n in results if n.startswith("recall@")] + \
+        [n for n in results if n.startswith("precision@")]
+    labels = {"r_precision": "R-precision"}
+    width = max(len(labels.get(n, n)) for n in names)
+    lines = [f"{'queries':<{width}}  {results['queries']:,} (with a prediction: {results['predicted']:,})"]
+    lines += [f"{labels.get(n, n):<{width}}  {pct(results[n])}" for n in names]
+    if results.get("no_provenance"):
+        lines.append(f"{results['no_provenance']:,} gold quer{'y' if results['no_provenance'] == 1 else 'ies'} "
+                     "without provenance (not scored)")
+    if results.get("unknown_ids"):
+        lines.append(f"{results['unknown_ids']:,} prediction(s) for ids not in the gold file (ignored)")
+    return "\n".join(lines)

@@ -99,6 +99,11 @@ class GenreConfig(TranslationConfig):
         },
     )
 
+    retrieval: bool = field(
+        default=False,
+        metadata={"help": "page-level retrieval (KILT): inputs are queries or claims without mention markers, "
+                  "decoded under --trie as they are (by default a sentence without a marked mention is refused)"},
+    )
     candidate_multiple: int = field(
         default=2,
         metadata={"help": "candidates per search step, in beams: 2 (default, as fairseq's BeamSearch) keeps the beam "
@@ -314,6 +319,9 @@ class GenreTask(TranslationTask):
     def _check_mentions(self, sample) -> None:
         """Refuse a sentence without a marked, non-empty mention, naming its line of the input."""
         from fairseq import utils
+
+        if self.cfg.retrieval:  # queries carry no markers
+            return
 
         src_tokens = sample["net_input"]["src_tokens"]
         ids = sample.get("id")  # fairseq-interactive's batches have none: number the batch's lines

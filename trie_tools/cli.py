@@ -2,6 +2,8 @@
 
   genre-trie names   --wikidata DUMP [--redirects PAGE_SQL REDIRECT_SQL --lang LANG ...] --output KB.names
   genre-trie names   --tsv KB.tsv --output KB.names
+  genre-trie names   --kilt-knowledge-source kilt_knowledgesource.json --output kilt.names
+  genre-trie names   ... --anchors ANCHORS.jsonl[.gz] ... --mentions KB.mentions --output KB.names
   genre-trie build   --names KB.names --format FMT (--sentencepiece SPM | --gpt2-encoder-json F --gpt2-vocab-bpe F)
                      --dict dict.txt --output KB.trie
   genre-trie inspect FILE
@@ -61,7 +63,8 @@ def _check_input(path: str, option: str = "") -> None:
 
 
 def cmd_names(args: argparse.Namespace) -> None:
-    from .names import DEFAULT_SOURCES, SOURCES, NamesStats, redirects_by_target, tsv_names, wikidata_names
+    from .names import (DEFAULT_SOURCES, SOURCES, AnchorStats, NamesStats, SitelinkCounts, redirects_by_target,
+                        tsv_names, wikidata_names)
     from .wikidata import WikidataStats
     from .wikipedia import RedirectStats
 
@@ -75,9 +78,13 @@ def cmd_names(args: argparse.Namespace) -> None:
     if len(redirect_pairs) != len(redirect_langs):
         raise UsageError(f"give one --lang per --redirects pair ({len(redirect_pairs)} --redirects, "
                          f"{len(redirect_langs)} --lang)")
-    if args.tsv and (redirect_pairs or args.classes is not None):
+    if not args.wikidata and (redirect_pairs or args.classes is not None):
         raise UsageError("--redirects and --classes apply to --wikidata input only")
-    inputs = [args.wikidata or args.tsv] + [p for pair in redirect_pairs for p in pair]
+    if args.kilt_id_field and not args.kilt_knowledge_source:
+        raise UsageError("--kilt-id-field applies to --kilt-knowledge-source input only")
+    anchors = args.anchors or []
+    inputs = ([args.wikidata or args.tsv or args.kilt_knowledge_source] + [p for pair in redirect_pairs for p in pair]
+              + anchors)
     for path in inputs:
         _check_input(path)
     check_output(args.output, "--output", inputs)
@@ -85,6 +92,7 @@ def cmd_names(args: argparse.Namespace) -> None:
         check_output(args.mentions, "--mentions", inputs + [args.output])
     stats = NamesStats()
     started = time.time()
+    sitelinks = None
     if args.wikidata:
         redirects = {}
         for (page_sql, redirect_sql), lang in zip(redirect_pairs, redirect_langs):
@@ -99,12 +107,31 @@ def cmd_names(args: argparse.Namespace) -> None:
         dump_stats = WikidataStats()
         meta = {"source": "wikidata", "dump": os.path.basename(args.wikidata), "sources": sources,
                 "langs": langs, "redirect_langs": redirect_langs}
+        sitelinks = SitelinkCounts()
 
         def records(mentions):
             kwargs = {} if classes is None else {"classes": classes}
             return wikidata_names(args.wikidata, langs=langs, sources=sources, redirects=redirects,
                                   workers=args.workers, strict=args.strict, stats=stats, dump_stats=dump_stats,
-                                  mentions=mentions, **kwargs)
+                                  mentions=mentions, sitelinks=sitelinks, **kwargs)
+    elif args.kilt_knowledge_source:
+        from .kilt_knowledge import KiltSourceStats, kilt_names
+
+        if args.sources or langs:
+            raise UsageError("--sources and --langs apply to --wikidata / --tsv input (a KILT knowledge source "
+                             "has English titles only)")
+        dump_stats = KiltSourceStats()
+        id_field = args.kilt_id_field or "wikipedia_id"
+        meta = {"source": "kilt", "file": os.path.basename(args.kilt_knowledge_source), "id_field": id_field}
+
+        def records(mentions):
+            for record in kilt_names(args.kilt_knowledge_source, id_field=id_field, strict=args.strict,
+                                     stats=dump_stats, mentions=mentions):
+                stats.entities += 1
+                stats.kept += 1
+                stats.names += 1
+                stats.by_source["kilt titles"] += 1
+                yield record
     else:
         from .custom_kb import CustomKBStats
 
@@ -126,9 +153,17 @@ def cmd_names(args: argparse.Namespace) -> None:
     with ExitStack() as stack:
         output = stack.enter_context(atomic_path(args.output))
         mentions_output = stack.enter_context(atomic_path(args.mentions)) if args.mentions else None
-        write_tables(records, output, mentions_output=mentions_output, meta=meta, progress=not args.quiet)
+        anchor_stats = AnchorStats()
+        if anchors:
+            meta = dict(meta, anchors=[os.path.basename(a) for a in anchors])
+        meta = dict(meta, ambiguous_order=("anchors, " if anchors else "") + ("sitelinks, " if args.wikidata else "")
+                    + "id rule")
+        write_tables(records, output, mentions_output=mentions_output, meta=meta, progress=not args.quiet,
+                     anchors=anchors, sitelinks=sitelinks, anchor_stats=anchor_stats, strict=args.strict)
         _say(args, dump_stats.summary())
         _say(args, stats.summary())
+        if anchors:
+            _say(args, anchor_stats.summary())
         if stats.kept == 0:
             raise UsageError(f"no entity has a name: {args.output} was not written (check --langs and --sources)")
     with NameTable.load(args.output) as table:
@@ -377,13 +412,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "names", help="collect entity names into a name table (and a mention table)",
-        description="Read a Wikidata JSON dump (with optional Wikipedia redirects) or a custom-KB TSV "
-        "(entity_id<TAB>lang<TAB>name) and write the name table that maps (lang, name) <-> entity ids. "
+        description="Read a Wikidata JSON dump (with optional Wikipedia redirects), a custom-KB TSV "
+        "(entity_id<TAB>lang<TAB>name) or a KILT knowledge source, optionally with hyperlink counts from anchors, "
+        "and write the name table that maps (lang, name) <-> entity ids. "
         "Malformed input lines are counted and reported; --strict makes the first one fatal.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--wikidata", metavar="DUMP", help="Wikidata JSON dump (.json, .json.gz or .json.bz2)")
     src.add_argument("--tsv", metavar="KB.tsv", help="custom knowledge base: entity_id<TAB>lang<TAB>name per line; "
                      "an entity's first name in a language is its primary (canonical) one")
+    src.add_argument("--kilt-knowledge-source", metavar="KS.json",
+                     help="KILT's kilt_knowledgesource.json (JSON lines with wikipedia_id, wikipedia_title; .gz/.bz2 "
+                     "too): the title table (lang en, name = Wikipedia title, entity id = wikipedia_id) for page-level "
+                     "retrieval; build its tree with 'genre-trie build --format canonical'")
+    p.add_argument("--kilt-id-field", choices=("wikipedia_id", "wikidata_id"), default=None,
+                   help="--kilt-knowledge-source: the entity id of a page (default wikipedia_id, KILT's provenance "
+                   "key; wikidata_id leaves out pages without a Wikidata item)")
+    p.add_argument("--anchors", nargs="+", action="extend", metavar="ANCHORS.jsonl",
+                   help="anchors JSON-lines files (genre-trie anchors; .gz/.bz2 too): hyperlink counts (anchor text -> "
+                   "entity) added to the --mentions table, and the order of the entities of an ambiguous name "
+                   "(most linked first, then most sitelinks, then the id rule; see docs/trie_tools.md)")
     p.add_argument("--redirects", nargs=2, action="append", metavar=("PAGE_SQL", "REDIRECT_SQL"),
                    help="a wiki's page.sql(.gz) and redirect.sql(.gz); repeat with one --lang each")
     p.add_argument("--lang", action="append", metavar="LANG",

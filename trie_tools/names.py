@@ -15,6 +15,24 @@ The mention table (``mention -> {entity id: count}``, for candidate selection) i
 source read, whatever ``sources`` says: the count of (mention, entity) is the number of
 (language, source) pairs in which the mention names the entity.
 
+Hyperlink counts (``--anchors``)
+--------------------------------
+Anchors JSON lines (``genre-trie anchors``, AIDA, ...) add, for every linked span, 1 to the count
+of (anchor text, entity): the p(e|m) prior of the reference's ``mention2wikidataID``. They are
+*added* to the name-derived counts, not put in their place: the reference's alias table is one
+table over anchors, titles, redirects, labels and aliases, and adding keeps the candidates of a
+name that is never (or rarely) linked, while the link counts, orders of magnitude larger on
+Wikipedia, decide the order wherever a text is linked. Anchors to an entity the name table does
+not hold (it could never be generated) and anchor texts that cannot be stored are left out, counted.
+
+Ambiguous names (``EntityPrior``)
+---------------------------------
+Where one (lang, name) names several entities, ``NameTable.ids`` lists them, and decoding picks
+the first, in this order: hyperlink count of (name, entity) from ``--anchors``, descending; then
+the entity's number of Wikipedia sitelinks (Wikidata input, in the kept ``--langs``), descending;
+then the id rule (``Q<n>`` by n ascending). Without anchors and sitelinks (a TSV or KILT
+knowledge base without ``--anchors``) the id rule alone decides, as before.
+
 Names with a control character (tab, newline, ...) or empty after stripping surrounding
 whitespace cannot be stored or generated; they are counted and reported, and ``strict`` makes
 the first one fatal.
@@ -23,14 +41,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from collections import defaultdict
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 from tqdm import tqdm
 
 from genre_fairseq.identifiers import check_lang, choose_canonical, format_identifier
+from genre_fairseq.datasets import ReadReport
 from genre_fairseq.name_table import MentionTable, NameTable, text_problem
 
 from ._io import InputError, PathLike, open_binary
@@ -38,12 +60,14 @@ from .custom_kb import CustomKBStats, iter_custom_kb
 from .wikidata import WIKIMEDIA_INTERNAL_CLASSES, WikidataStats, iter_entities
 from .wikipedia import RedirectStats, read_redirect_map
 
-__all__ = ["DEFAULT_SOURCES", "SOURCES", "NamesStats", "canonical_table", "iter_identifiers", "read_counts",
-           "redirects_by_target", "tsv_names", "wikidata_names", "write_tables"]
+__all__ = ["DEFAULT_SOURCES", "SOURCES", "AnchorStats", "EntityPrior", "NamesStats", "SitelinkCounts", "canonical_table",
+           "iter_identifiers", "read_counts", "redirects_by_target", "tsv_names", "wikidata_names", "write_tables"]
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("titles", "redirects", "labels", "aliases")
+_QID = re.compile(r"Q[1-9][0-9]{0,8}")  # a canonical Wikidata item id; below _MAX_INDEXED it indexes an array
+_MAX_INDEXED = 1 << 28  # 268M items (Wikidata has ~120M): at most 512 MB of counts
 DEFAULT_SOURCES = ("titles", "redirects")
 
 NameRecord = Tuple[str, str, str, bool]  # entity_id, lang, name, primary
@@ -112,11 +136,13 @@ def wikidata_names(
     stats: Optional[NamesStats] = None,
     dump_stats: Optional[WikidataStats] = None,
     mentions: Optional[List[Tuple[str, str]]] = None,
+    sitelinks: Optional["SitelinkCounts"] = None,
 ) -> Iterator[NameRecord]:
     """Name records ``(qid, lang, name, primary)`` of the kept items of a Wikidata dump.
 
     ``redirects`` maps a language to ``redirects_by_target`` of its wiki. Every name read, from
     any source, is also appended to ``mentions`` as ``(name, qid)`` when a list is given.
+    ``sitelinks``, if given, receives each kept item's number of sitelinks (those not zero).
     """
     unknown = set(sources) - set(SOURCES)
     if unknown:
@@ -163,6 +189,8 @@ def wikidata_names(
         stats.names += written
         if written:
             stats.kept += 1
+            if sitelinks is not None and entity.sitelinks:
+                sitelinks[qid] = len(entity.sitelinks)
         else:
             stats.no_names += 1
 
@@ -220,6 +248,99 @@ class _MentionSpool:
                 yield mention, entity_id, 1
 
 
+class SitelinkCounts:
+    """Entity id -> number of sitelinks, compact: ``Q<n>`` ids in a uint16 array indexed by n, others in a dict.
+
+    A dict of 100M Wikidata items would take gigabytes; the array takes 2 bytes per Q-number
+    up to the largest one seen (about 260 MB for today's Wikidata). Counts are capped at 65535.
+    """
+
+    def __init__(self) -> None:
+        self._by_number = np.zeros(0, dtype=np.uint16)
+        self._other: Dict[str, int] = {}
+
+    def __setitem__(self, entity_id: str, count: int) -> None:
+        count = min(int(count), 65535)
+        if _QID.fullmatch(entity_id) and int(entity_id[1:]) < _MAX_INDEXED:
+            n = int(entity_id[1:])
+            if n >= self._by_number.size:
+                grown = np.zeros(min(max(n + 1, 2 * self._by_number.size), _MAX_INDEXED), dtype=np.uint16)
+                grown[: self._by_number.size] = self._by_number
+                self._by_number = grown
+            self._by_number[n] = count
+        else:
+            self._other[entity_id] = count
+
+    def get(self, entity_id: str, default: int = 0) -> int:
+        """The count of an entity, or ``default`` if none was set (a count of 0 reads as ``default``)."""
+        if _QID.fullmatch(entity_id) and int(entity_id[1:]) < _MAX_INDEXED:
+            n = int(entity_id[1:])
+            value = int(self._by_number[n]) if n < self._by_number.size else 0
+            return value if value else default
+        return self._other.get(entity_id, default)
+
+    def __bool__(self) -> bool:
+        return bool(self._other) or bool(self._by_number.any())
+
+
+class EntityPrior:
+    """The order of the entities of an ambiguous name: hyperlink count, then sitelink count, then the id rule."""
+
+    def __init__(self, anchors: Optional[MentionTable] = None, sitelinks: Optional[SitelinkCounts] = None) -> None:
+        self.anchors = anchors
+        self.sitelinks = sitelinks if sitelinks is not None else {}
+
+    def __bool__(self) -> bool:
+        return self.anchors is not None or bool(self.sitelinks)
+
+    def order(self, lang: str, name: str, ids: List[str]) -> List[str]:
+        """``ids`` (given in id-rule order) by hyperlink count of ``name``, then sitelinks, both descending."""
+        links = dict(self.anchors.candidates(name)) if self.anchors is not None else {}
+        # sorted() is stable, also with reverse=True: equal keys keep the id rule's order.
+        return sorted(ids, key=lambda e: (links.get(e, 0), self.sitelinks.get(e, 0)), reverse=True)
+
+
+@dataclass
+class AnchorStats:
+    """Counts of the hyperlinks read for ``--anchors``."""
+
+    read: ReadReport = field(default_factory=ReadReport)
+    links: int = 0  # linked spans read (NIL and malformed ones are counted by ``read``)
+    unusable_text: int = 0  # anchor texts that cannot be stored (control characters)
+    kept: int = 0  # links added to the mention table
+    not_in_table: int = 0  # links to an entity the name table does not hold
+
+    def summary(self) -> str:
+        """One line: links read, kept, left out by cause; then the reader's own counts."""
+        return (f"anchors: links read={self.links:,}, kept={self.kept:,}, to entities not in the name table="
+                f"{self.not_in_table:,}, unusable text={self.unusable_text:,}; {self.read.summary()}")
+
+
+def _spool_anchors(paths: Sequence[PathLike], directory: str, strict: bool, stats: AnchorStats) -> str:
+    """Write the ``text<TAB>entity`` of every usable link of the anchors files to a spool; its path."""
+    from .anchor_priors import anchor_mentions
+
+    path = os.path.join(directory, "anchors.tsv")
+    with open(path, "w", encoding="utf-8") as f:
+        for text, entity, _ in anchor_mentions(paths, strict=strict, report=stats.read):
+            stats.links += 1
+            why = text_problem(text, "anchor text") or text_problem(entity, "entity id")
+            if why is not None:
+                if strict:
+                    raise InputError(f"anchors: {text!r} -> {entity!r}: {why}")
+                stats.unusable_text += 1
+                continue
+            f.write(f"{text}\t{entity}\n")
+    return path
+
+
+def _spooled(path: str) -> Iterator[Tuple[str, str, int]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            mention, entity_id = line.rstrip("\n").split("\t")
+            yield mention, entity_id, 1
+
+
 def write_tables(
     make_records,
     output: PathLike,
@@ -227,17 +348,61 @@ def write_tables(
     mentions_output: Optional[PathLike] = None,
     meta: Optional[dict] = None,
     progress: bool = True,
+    anchors: Sequence[PathLike] = (),
+    sitelinks: Optional[SitelinkCounts] = None,
+    anchor_stats: Optional[AnchorStats] = None,
+    strict: bool = False,
 ) -> None:
-    """Write the name table of ``make_records(mentions_sink)`` to ``output``, and the mention table if asked."""
+    """Write the name table of ``make_records(mentions_sink)`` to ``output``, and the mention table if asked.
+
+    ``anchors`` (anchors JSON-lines files) add hyperlink counts to the mention table and, with
+    ``sitelinks`` (filled while the records stream), order the entities of ambiguous names
+    (``EntityPrior``).
+    """
     where = os.path.dirname(os.path.abspath(os.fspath(output)))
+    anchor_stats = anchor_stats if anchor_stats is not None else AnchorStats()
     with tempfile.TemporaryDirectory(prefix=".gf-names-", dir=where) as tmp:
+        prior = EntityPrior(sitelinks=sitelinks)
+        anchor_spool = None
+        if anchors:
+            anchor_spool = _spool_anchors(anchors, tmp, strict, anchor_stats)
+            anchors_table = os.path.join(tmp, "anchors.mentions")
+            MentionTable.build(_spooled(anchor_spool), anchors_table)
+            prior.anchors = MentionTable.load(anchors_table)
         spool = _MentionSpool(tmp) if mentions_output is not None else None
         records = make_records(spool)
-        NameTable.build(tqdm(records, desc="names", unit=" names", disable=not progress, smoothing=0.1),
-                        output, meta=meta)
+        try:
+            # ``order`` is called after every record is read, when ``sitelinks`` is complete.
+            NameTable.build(tqdm(records, desc="names", unit=" names", disable=not progress, smoothing=0.1),
+                            output, meta=meta, order_ids=prior.order if (anchors or sitelinks is not None) else None)
+        finally:
+            if prior.anchors is not None:
+                prior.anchors.close()
         if spool is not None:
-            MentionTable.build(tqdm(spool.items(), desc="mentions", unit=" mentions", disable=not progress,
-                                    smoothing=0.1), mentions_output, meta=meta)
+            items = spool.items()
+            if anchor_spool is not None:
+                with NameTable.load(output, verify=False) as table:
+                    items = chain(items, _linked(_spooled(anchor_spool), table, anchor_stats))
+                    MentionTable.build(tqdm(items, desc="mentions", unit=" mentions", disable=not progress,
+                                            smoothing=0.1), mentions_output, meta=meta)
+            else:
+                MentionTable.build(tqdm(items, desc="mentions", unit=" mentions", disable=not progress,
+                                        smoothing=0.1), mentions_output, meta=meta)
+        elif anchor_spool is not None:
+            with NameTable.load(output, verify=False) as table:
+                for _ in _linked(_spooled(anchor_spool), table, anchor_stats):
+                    pass  # counted only: without --mentions the links order the name table alone
+
+
+def _linked(items: Iterable[Tuple[str, str, int]], table: NameTable,
+            stats: AnchorStats) -> Iterator[Tuple[str, str, int]]:
+    """The links whose entity the name table holds; the others are counted."""
+    for mention, entity_id, count in items:
+        if table._entity(entity_id) is not None:  # one trie lookup; names() would restore every name
+            stats.kept += 1
+            yield mention, entity_id, count
+        else:
+            stats.not_in_table += 1
 
 
 def iter_identifiers(table: NameTable, fmt: str, *, langs: Optional[Iterable[str]] = None,
@@ -331,6 +496,8 @@ def canonical_table(
                          tqdm(choices(), desc="canonical names", unit=" entities", total=table.num_entities,
                               disable=not progress) if name), plain)
         with NameTable.load(plain) as names_only:
+            source: Dict[str, Tuple[str, str]] = {}  # identifier -> (lang, name), for shared identifiers only
+
             def identifiers() -> Iterator[Tuple[str, str, str]]:
                 for entity_id, lang, name in choices():
                     stats.entities += 1
@@ -338,11 +505,21 @@ def canonical_table(
                         stats.no_primary += 1
                         continue
                     # Without a language (a KB that has none) a collision stays: the table is N-to-1.
-                    with_lang = bool(lang) and len(names_only.ids("", name)) > 1
+                    shared = len(names_only.ids("", name)) > 1
+                    with_lang = bool(lang) and shared
                     stats.collisions += with_lang
                     stats.written += 1
-                    yield entity_id, "", format_identifier(name, lang, "canonical", with_lang=with_lang)
+                    identifier = format_identifier(name, lang, "canonical", with_lang=with_lang)
+                    if shared:
+                        source[identifier] = (lang, name)
+                    yield entity_id, "", identifier
+
+            def same_order(_lang: str, identifier: str, ids: List[str]) -> List[str]:
+                # An identifier that still names several entities keeps the names table's order (its prior).
+                rank = {e: i for i, e in enumerate(table.ids(*source[identifier]))} if identifier in source else {}
+                return sorted(ids, key=lambda e: rank.get(e, len(rank)))
 
             NameTable.build(identifiers(), output, meta={"kind": "canonical identifiers",
-                                                         "names_fingerprint": table.fingerprint})
+                                                         "names_fingerprint": table.fingerprint},
+                            order_ids=same_order)
     return stats
