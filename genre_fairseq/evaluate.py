@@ -293,6 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-restrict", action="store_true",
                    help="count --candidates-from candidates for the breakdown, but decode without restricting to them")
     m.add_argument("--write-predictions", metavar="FILE", help="also write the predictions file this run produces")
+
+    e2e = p.add_argument_group("end-to-end linking (--end-to-end; docs/evaluate.md)")
+    e2e.add_argument("--end-to-end", action="store_true",
+                     help="score whole documents (anchors JSON lines or AIDA FILE:testb; predictions in the anchors "
+                          "format): InKB micro/macro F1 with strong and weak matching, and mention-detection F1, as "
+                          "GERBIL defines them; --model-dir links the documents with the hub's model.link")
+    e2e.add_argument("--mention-trie", metavar="KB.mtrie",
+                     help="--model-dir: mentions may only be the token sequences of this mention tree")
+    e2e.add_argument("--threshold", type=float, metavar="T",
+                     help="leave out predicted spans whose score is below T (--model-dir: model.link's threshold; "
+                          "--predictions: spans without a score are kept)")
+    e2e.add_argument("--window", type=_positive, metavar="N",
+                     help="--model-dir: window size in tokens for long documents (model.link's window)")
     return p
 
 
@@ -556,6 +569,10 @@ def _causes(counts: Dict[str, int]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``genre-evaluate``."""
     args = build_parser().parse_args(argv)
+    if args.end_to_end or any(getattr(args, name) is not None for name in ("mention_trie", "threshold", "window")):
+        from .evaluate_e2e import main_end_to_end
+
+        return main_end_to_end(args)
     try:
         results = run(args)
         if args.output_json:
