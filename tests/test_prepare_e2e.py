@@ -209,3 +209,47 @@ def test_markup_symbols_must_be_in_the_target_dictionary(tmp_path, kb, capsys):
             "--destdir", tmp_path / "bin", "--output", tmp_path / "o"]
     status, _, err = run(capsys, *argv)
     assert status == 2 and "no symbol '▁{' for the markup" in err and "append 4 dedicated symbols" in err
+
+
+def test_recipe_prepares_binarizes_and_trains_a_tiny_model(tmp_path, kb):
+    """examples/genre/train_e2e.sh end to end on 2 documents: prepare -> fairseq-preprocess -> 2 updates."""
+    import subprocess
+    import sys
+
+    bin_dir = os.path.dirname(sys.executable)
+    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ["PATH"], OMP_NUM_THREADS="1",
+               PYTHONWARNINGS="ignore")
+    gold = tmp_path / "gold.jsonl"
+    write_docs(gold, DOCS)
+    words = set(TEXT.split()) | {"Nothing", "here.", "{", "}", "[", "]", ">>", "en", "Angela", "Germany"}
+    (tmp_path / "dict.txt").write_text("".join(f"{w} 1\n" for w in sorted(words)), encoding="utf-8")
+    recipe = os.path.join(ROOT, "examples", "genre", "train_e2e.sh")
+    tiny = dict(MODEL="mgenre", TRAIN=str(gold), VALID=str(gold), NAME_TABLE=str(kb), NO_BPE="1", WINDOW="6",
+                SRCDICT=str(tmp_path / "dict.txt"), WORK=str(tmp_path / "w"), ARCH="mgenre_tiny", FP16="0", CPU="1",
+                MAX_TOKENS="200", WARMUP_UPDATES="1", TOTAL_NUM_UPDATE="10", DDP_BACKEND="no_c10d")
+    # 1. prepare + binarize; the launcher prints the fairseq-train command instead of running it
+    proc = subprocess.run(["bash", recipe], env=dict(env, **tiny, LAUNCHER="printf %s\\n"), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    argv = proc.stdout.splitlines()
+    assert argv[:2] == ["fairseq-train", str(tmp_path / "w" / "data-bin")] and "--lr" in argv
+    assert lines(tmp_path / "w" / "data" / "train.target")[0] == \
+        "{ Berlin } [ Berlin >> en ] is in { Germany. } [ Germany >> en ]"
+    # 2. a tiny "pretrained" checkpoint (one update), standing in for mBART
+    pretrained = tmp_path / "pre"
+    proc = subprocess.run(["fairseq-train", str(tmp_path / "w" / "data-bin"), "--user-dir",
+                           os.path.join(ROOT, "genre_fairseq"), "--task", "genre", "--arch", "mgenre_tiny",
+                           "--optimizer", "adam", "--lr", "0.01", "--max-tokens", "200", "--max-update", "1", "--cpu",
+                           "--save-dir", str(pretrained), "--no-epoch-checkpoints", "--disable-validation",
+                           "--num-workers", "0", "--no-progress-bar", "--required-batch-size-multiple", "1"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 3. the recipe's fine-tuning, 2 updates, on the data it prepared
+    # (4 windows: fairseq's default batch multiple of 8 would leave no batch)
+    proc = subprocess.run(["bash", recipe, "--no-progress-bar", "--log-interval", "1", "--num-workers", "0",
+                           "--no-epoch-checkpoints", "--required-batch-size-multiple", "1", "--disable-validation"],
+                          env=dict(env, **tiny, PREPARE="0", PRETRAINED=str(pretrained / "checkpoint_last.pt"),
+                                   MAX_UPDATE="2"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "w" / "checkpoints" / "checkpoint_last.pt").is_file()
+    assert "num_updates 2" in proc.stdout + proc.stderr or '"num_updates": "2"' in proc.stdout + proc.stderr

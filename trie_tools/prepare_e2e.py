@@ -76,7 +76,7 @@ class E2EStats:
         text += (f" from {self.documents:,} documents; spans: {self.spans:,} read, {self.kept:,} kept "
                  f"({self.snapped:,} snapped to token edges")
         text += f", {self.other_langs:,} with a name in another language)" if self.other_langs else ")"
-        if self.dropped:
+        if any(self.dropped.values()):
             text += ", dropped " + ", ".join(f"{c} {self.dropped[c]:,}" for c in DROP_CAUSES if self.dropped[c])
         if self.source_unk:
             text += f"; {self.source_unk:,} windows with symbols outside --srcdict (<unk>)"
