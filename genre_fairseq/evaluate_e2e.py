@@ -156,12 +156,36 @@ def read_predictions(path: str, gold: Dict[str, Document], *, strict: bool = Fal
     return out
 
 
-def _gold_spans(doc: Document) -> List[Tuple[int, int, Optional[str]]]:
-    return [(s.start, s.end, s.entity) for s in doc.spans]
+class _GoldKB:
+    """With --name-table, gold entities the table does not know are out of the KB: NIL for InKB."""
+
+    def __init__(self, args: argparse.Namespace, scorer: EndToEndScorer) -> None:
+        self.names = None
+        self.scorer = scorer
+        if args.name_table is not None:
+            from .name_table import NameTable
+
+            try:
+                self.names = NameTable.load(args.name_table, verify=not args.no_verify)
+            except ValueError as e:
+                raise UsageError(f"--name-table {args.name_table}: {e}") from None
+
+    def spans(self, doc: Document) -> List[Tuple[int, int, Optional[str]]]:
+        """The document's gold spans, entities outside the name table made NIL (and counted)."""
+        out = []
+        for s in doc.spans:
+            entity = s.entity
+            if entity is not None and self.names is not None and not (
+                    self.names.names(entity) or self.names.ids(doc.lang, entity) or self.names.ids("", entity)):
+                self.scorer.note("gold_not_in_kb", f"{doc.id}:{s.start}-{s.end} ({entity})")
+                entity = None
+            out.append((s.start, s.end, entity))
+        return out
 
 
 def _score_predictions(args: argparse.Namespace, scorer: EndToEndScorer, report: ReadReport) -> dict:
     gold = {doc.id: doc for doc in _gold(args, report)}
+    kb = _GoldKB(args, scorer)
     pred_report = ReadReport()
     predictions = read_predictions(args.predictions, gold, strict=args.strict, report=pred_report,
                                    threshold=args.threshold)
@@ -170,7 +194,7 @@ def _score_predictions(args: argparse.Namespace, scorer: EndToEndScorer, report:
         if spans is None:
             scorer.note("document_without_prediction", doc_id)
             spans = []
-        scorer.add(_gold_spans(doc), [(s.start, s.end, s.entity) for s in spans])
+        scorer.add(kb.spans(doc), [(s.start, s.end, s.entity) for s in spans])
     return {"predictions": args.predictions, "predictions_read": pred_report.as_dict(), "threshold": args.threshold}
 
 
@@ -188,7 +212,7 @@ def _batches(items, size: int):
 def _run_model(args: argparse.Namespace, scorer: EndToEndScorer, report: ReadReport) -> dict:
     """Link every gold document with the hub's ``model.link`` and score it (written with --write-predictions)."""
     from .hub import GENRE, mGENRE
-    from .name_table import MentionTable, NameTable
+    from .name_table import MentionTable
     from .prefix_tree import PrefixTree
 
     cls = GENRE if args.model_type == "genre" else mGENRE
@@ -197,9 +221,9 @@ def _run_model(args: argparse.Namespace, scorer: EndToEndScorer, report: ReadRep
                                 sentencepiece_model=args.sentencepiece_model, gpt2_encoder_json=args.gpt2_encoder_json,
                                 gpt2_vocab_bpe=args.gpt2_vocab_bpe, device=args.device)
     verify = not args.no_verify
+    kb = _GoldKB(args, scorer)
     try:
-        options = {"trie": PrefixTree.load(args.trie, verify=verify),
-                   "name_table": NameTable.load(args.name_table, verify=verify),
+        options = {"trie": PrefixTree.load(args.trie, verify=verify), "name_table": kb.names,
                    "mention_trie": PrefixTree.load(args.mention_trie, verify=verify) if args.mention_trie else None,
                    "mention_table": MentionTable.load(args.candidates_from, verify=verify) if args.candidates_from
                    else None}
@@ -224,7 +248,7 @@ def _run_model(args: argparse.Namespace, scorer: EndToEndScorer, report: ReadRep
                         settings["unlinked_spans"] += sum(1 for s in spans if s.entity is None)
                         linked = drop_overlapping(doc.id, [s for s in spans if s.entity is not None], doc.id,
                                                   out_report, False)
-                        scorer.add(_gold_spans(doc), [(s.start, s.end, s.entity) for s in linked])
+                        scorer.add(kb.spans(doc), [(s.start, s.end, s.entity) for s in linked])
                         if out is not None:
                             rec = {"id": doc.id, "lang": doc.lang, "text": doc.text, "mentions": [
                                 {"start": s["start"], "end": s["end"], "entity_id": s.get("id"),

@@ -227,3 +227,21 @@ def test_metric_modules_import_no_torch():
     code = ("import sys, genre_fairseq.e2e_metrics, genre_fairseq.evaluate_e2e, genre_fairseq.documents; "
             "assert 'torch' not in sys.modules and 'fairseq' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_name_table_makes_gold_outside_the_kb_nil(tmp_path, capsys):
+    from genre_fairseq.name_table import NameTable
+
+    gold, pred, out, names = tmp_path / "gold.jsonl", tmp_path / "pred.jsonl", tmp_path / "r.json", tmp_path / "kb.names"
+    NameTable.build([("Q64", "en", "Berlin"), ("Q183", "en", "Germany")], str(names))  # no Q567 (Merkel)
+    write_gold(gold, GOLD[:1])
+    write_pred(pred, [pred_line("d1", PRED["d1"])])
+    assert run(capsys, gold, "--end-to-end", "--predictions", pred, "--name-table", names, "--output-json", out)[0] == 0
+    r = json.loads(out.read_text())
+    # d1 with Merkel out of the KB: InKB gold Berlin, Germany. Berlin TP; Germany/Q1 FP, Germany FN.
+    # "Merkel lives" (25-37): strong: not the NIL span (25-31) itself -> FP; weak: overlaps the NIL span and
+    # no InKB span -> ignored.
+    assert (r["gold_mentions"], r["gold_nil_mentions"]) == (2, 1)
+    assert (r["strong"]["tp"], r["strong"]["fp"], r["strong"]["fn"], r["strong"]["ignored_on_nil"]) == (1, 2, 1, 0)
+    assert (r["weak"]["tp"], r["weak"]["fp"], r["weak"]["fn"], r["weak"]["ignored_on_nil"]) == (1, 1, 1, 1)
+    assert r["problems"]["gold_not_in_kb"]["examples"] == ["d1:25-31 (Q567)"]
