@@ -6,6 +6,9 @@ Two modes:
 * run a model and score it: ``genre-evaluate DATA --model-dir DIR --model-type mgenre --trie KB.trie
   --name-table KB.names [--marginalize] [--candidates-from KB.mentions] [--write-predictions P.jsonl]``.
 
+``--end-to-end`` scores whole documents instead (InKB strong/weak/MD F1, GERBIL's definitions):
+:mod:`genre_fairseq.evaluate_e2e` runs that mode, :mod:`genre_fairseq.e2e_metrics` holds the metric.
+
 Predictions file (JSON lines, one per mention, any order): ``{"id": "<mention id>",
 "predictions": ["<entity id>", ...]}``, best first; an optional ``"scores"`` list is ignored.
 Mention ids are those of ``genre_fairseq.datasets`` (Mewsli and anchors: ``docid:start-end``;

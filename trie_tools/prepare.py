@@ -11,6 +11,11 @@ becomes one or more examples: a source line (the context with the mention betwee
 markers, cut around the mention) and a target line (the identifier of its gold entity). The rules
 (markers, cutting, names in other languages, groups, splitting) are documented in docs/prepare.md
 and in the docstrings below; files are written as the input is read, nothing is held in memory.
+
+  genre-prepare --end-to-end --train DOCS ... --model genre|mgenre [--window N] [--markup-symbols 'O C B E'] ...
+
+turns whole documents (anchors JSON lines, AIDA) into windows whose targets mark every gold span
+as ``{ mention } [ identifier ]`` (trie_tools/prepare_e2e.py; docs/prepare.md, "End-to-end").
 """
 from __future__ import annotations
 

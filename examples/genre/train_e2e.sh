@@ -11,7 +11,7 @@
 #   TRAIN=AIDA-YAGO2-dataset.tsv:train VALID=AIDA-YAGO2-dataset.tsv:testa ... \
 #   PRETRAINED=e2e-stage1/checkpoints/checkpoint_best.pt WORK=e2e-aida bash examples/genre/train_e2e.sh
 #
-# Published (GENRE paper, ICLR 2021; /work/shared/ANCHORS.md): the end-to-end model is BART-large
+# Published (GENRE paper, ICLR 2021): the end-to-end model is BART-large
 # pre-trained on Wikipedia abstracts with all their anchors marked (64 GPUs, 30 hours), then
 # fine-tuned on AIDA CoNLL-YAGO; the optimizer settings are those of GENRE's public recipe
 # (examples/genre/train.sh: lr 3e-05, 500 warm-up updates, polynomial decay over 200k updates,
