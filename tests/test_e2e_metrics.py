@@ -245,3 +245,56 @@ def test_name_table_makes_gold_outside_the_kb_nil(tmp_path, capsys):
     assert (r["strong"]["tp"], r["strong"]["fp"], r["strong"]["fn"], r["strong"]["ignored_on_nil"]) == (1, 2, 1, 0)
     assert (r["weak"]["tp"], r["weak"]["fp"], r["weak"]["fn"], r["weak"]["ignored_on_nil"]) == (1, 1, 1, 1)
     assert r["problems"]["gold_not_in_kb"]["examples"] == ["d1:25-31 (Q567)"]
+
+
+def test_model_dir_branch_calls_link_with_the_given_options_and_writes_anchors(tmp_path, capsys, monkeypatch):
+    """The --model-dir plumbing with a stand-in for the hub's model.link (the real one is another engineer's)."""
+    from genre_fairseq import hub
+
+    model_files = os.path.join(os.path.dirname(FIXTURES), "..", "examples", "quickstart", "model")
+    calls = []
+
+    class FakeModel:
+        def link(self, texts, **options):
+            calls.append((list(texts), options))
+            out = []
+            for text in texts:
+                spans = []
+                if "Berlin" in text:  # d1: Berlin -> Q64 (TP), "in" -> an identifier without an entity id
+                    spans = [{"start": 0, "end": 6, "mention": "Berlin", "id": "Q64", "identifier": "Berlin >> en",
+                              "score": -0.1},
+                             {"start": 10, "end": 12, "mention": "in", "id": None, "identifier": "In >> en",
+                              "score": -2.0}]
+                out.append(spans)
+            return out
+
+    monkeypatch.setattr(hub.mGENRE, "from_pretrained", classmethod(lambda cls, *a, **k: FakeModel()))
+    from genre_fairseq.name_table import NameTable
+
+    names = tmp_path / "kb.names"
+    NameTable.build([("Q64", "en", "Berlin"), ("Q183", "en", "Germany"), ("Q567", "en", "Angela Merkel"),
+                     ("Q220", "en", "Rome")], str(names))
+    gold, pred, out = tmp_path / "gold.jsonl", tmp_path / "pred.jsonl", tmp_path / "r.json"
+    write_gold(gold, GOLD[:3])
+    status, stdout, err = run(capsys, gold, "--end-to-end", "--model-dir", model_files, "--model-type", "mgenre",
+                              "--trie", os.path.join(model_files, "cldr.trie"), "--name-table", names, "--beam", 3, "--window", 64, "--threshold",
+                              -5, "--batch-size", 2, "--write-predictions", pred, "--output-json", out, "--quiet")
+    assert status == 0, err
+    assert [len(texts) for texts, _ in calls] == [2, 1]  # batches of --batch-size documents
+    options = calls[0][1]
+    assert set(options) == {"trie", "name_table", "beam", "window", "threshold", "batch_size"}
+    assert (options["beam"], options["window"], options["threshold"], options["batch_size"]) == (3, 64, -5.0, 2)
+    records = [json.loads(line) for line in pred.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["d1", "d2", "d3"] and records[0]["text"] == T1
+    assert records[0]["mentions"][0] == {"start": 0, "end": 6, "entity_id": "Q64", "identifier": "Berlin >> en",
+                                         "mention": "Berlin", "score": -0.1}
+    assert records[0]["mentions"][1]["nil"] is True and records[0]["mentions"][1]["entity_id"] is None
+    r = json.loads(out.read_text())
+    # d1: Berlin TP, Germany and Merkel FN ("in" has no entity id: not a prediction); d2: Rome FN (Smith is NIL)
+    assert (r["strong"]["tp"], r["strong"]["fp"], r["strong"]["fn"]) == (1, 0, 3)
+    assert r["run"]["unlinked_spans"] == 1
+    # the written predictions score again through --predictions, with the same figures
+    out2 = tmp_path / "r2.json"
+    assert run(capsys, gold, "--end-to-end", "--predictions", pred, "--name-table", names,
+               "--output-json", out2)[0] == 0
+    assert json.loads(out2.read_text())["strong"] == r["strong"]
