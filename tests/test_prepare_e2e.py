@@ -253,3 +253,25 @@ def test_recipe_prepares_binarizes_and_trains_a_tiny_model(tmp_path, kb):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "w" / "checkpoints" / "checkpoint_last.pt").is_file()
     assert "num_updates 2" in proc.stdout + proc.stderr or '"num_updates": "2"' in proc.stdout + proc.stderr
+
+
+def test_gpt2_markup_symbols_are_the_bpe_ids_of_space_brace(tmp_path, capsys):
+    """GENRE: sources are the text's BPE ids; { } [ ] are the ids of " {", " }", " [", " ]"; the identifier
+    is encoded with its leading space, as genre-trie build encodes titles."""
+    from tests.toy import write_gpt2_bpe
+
+    merges = [("Ġ", "{"), ("Ġ", "}"), ("Ġ", "["), ("Ġ", "]")]
+    encoder_json, vocab_bpe, _ = write_gpt2_bpe(str(tmp_path), merges)
+    ids = json.load(open(encoder_json, encoding="utf-8"))
+    gold, out = tmp_path / "gold.jsonl", tmp_path / "out"
+    write_docs(gold, [{"id": "g", "lang": "en", "text": "Rome is big.",
+                       "mentions": [{"start": 0, "end": 4, "entity_id": "Rome"}]}])
+    status, _, err = run(capsys, "--end-to-end", "--train", gold, "--model", "genre", "--gold", "names",
+                         "--gpt2-encoder-json", encoder_json, "--gpt2-vocab-bpe", vocab_bpe, "--output", out, "--quiet")
+    assert status == 0, err
+    # only the four merges exist: every other byte is its own token ("Ġ" is GPT-2's space)
+    src = ["R", "o", "m", "e", "Ġ", "i", "s", "Ġ", "b", "i", "g", "."]
+    tgt = ["Ġ{", "R", "o", "m", "e", "Ġ}", "Ġ[", "Ġ", "R", "o", "m", "e", "Ġ]"] + src[4:]
+    assert lines(out / "train.bpe.source") == [" ".join(str(ids[s]) for s in src)]
+    assert lines(out / "train.bpe.target") == [" ".join(str(ids[s]) for s in tgt)]
+    assert lines(out / "train.target") == ["{ Rome } [ Rome ] is big."]
