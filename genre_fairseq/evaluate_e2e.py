@@ -28,6 +28,7 @@ from tqdm import tqdm
 from .datasets import DatasetError, ReadReport, detect_format, iter_json_lines
 from .documents import DOCUMENT_FORMATS, Document, Span, parse_document, read_documents
 from .e2e_metrics import EndToEndScorer, format_report
+from .evaluate import UsageError, _batches
 from .outputs import atomic_path, check_output, os_error_line
 
 __all__ = ["E2E_ONLY", "main_end_to_end", "read_predictions", "run_end_to_end"]
@@ -39,10 +40,6 @@ _MODEL_ONLY = ("model_type", "checkpoint_file", "bpe", "sentencepiece_model", "g
                "device", "trie", "mention_trie", "beam", "window", "batch_size", "write_predictions")
 #: Disambiguation options that have no meaning for documents.
 _NOT_E2E = ("langs", "predict", "marginalize", "marginalize_alpha", "no_restrict", "max_len_b")
-
-
-class UsageError(Exception):
-    """Bad options or input: one line on stderr, status 2."""
 
 
 def _option(name: str) -> str:
@@ -196,17 +193,6 @@ def _score_predictions(args: argparse.Namespace, scorer: EndToEndScorer, report:
             spans = []
         scorer.add(kb.spans(doc), [(s.start, s.end, s.entity) for s in spans])
     return {"predictions": args.predictions, "predictions_read": pred_report.as_dict(), "threshold": args.threshold}
-
-
-def _batches(items, size: int):
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _run_model(args: argparse.Namespace, scorer: EndToEndScorer, report: ReadReport) -> dict:

@@ -7,7 +7,7 @@ import pytest
 
 from genre_fairseq import markup
 from genre_fairseq.name_table import NameTable
-from trie_tools.prepare import main
+from tests.test_prepare import lines, run
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 AIDA = os.path.join(FIXTURES, "aida", "AIDA-YAGO2-sample.tsv")
@@ -32,17 +32,6 @@ MENTIONS = [
     {"start": 56, "end": 61, "entity_id": None, "nil": True},  # NIL: dropped
     {"start": 70, "end": 78, "entity_id": "Q999"},     # not in the name table: dropped
 ]
-
-
-def lines(path):
-    with open(path, encoding="utf-8") as f:
-        return f.read().split("\n")[:-1]
-
-
-def run(capsys, *argv):
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture(scope="module")
