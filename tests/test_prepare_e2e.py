@@ -224,20 +224,31 @@ def test_recipe_prepares_binarizes_and_trains_a_tiny_model(tmp_path, kb):
     assert argv[:2] == ["fairseq-train", str(tmp_path / "w" / "data-bin")] and "--lr" in argv
     assert lines(tmp_path / "w" / "data" / "train.target")[0] == \
         "{ Berlin } [ Berlin >> en ] is in { Germany. } [ Germany >> en ]"
-    # 2. a tiny "pretrained" checkpoint (one update), standing in for mBART
-    pretrained = tmp_path / "pre"
-    proc = subprocess.run(["fairseq-train", str(tmp_path / "w" / "data-bin"), "--user-dir",
-                           os.path.join(ROOT, "genre_fairseq"), "--task", "genre", "--arch", "mgenre_tiny",
-                           "--optimizer", "adam", "--lr", "0.01", "--max-tokens", "200", "--max-update", "1", "--cpu",
-                           "--save-dir", str(pretrained), "--no-epoch-checkpoints", "--disable-validation",
-                           "--num-workers", "0", "--no-progress-bar", "--required-batch-size-multiple", "1"], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 2. a tiny untrained "pretrained" checkpoint, standing in for mBART (built here: one process less)
+    import torch
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from omegaconf import OmegaConf
+
+    import genre_fairseq
+
+    genre_fairseq.register()  # imported before fairseq: register the task and presets explicitly
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        str(tmp_path / "w" / "data-bin"), "--task", "genre", "--arch", "mgenre_tiny", "-s", "source", "-t", "target",
+        "--cpu"])
+    cfg = convert_namespace_to_omegaconf(args)
+    torch.manual_seed(0)
+    model = tasks.setup_task(cfg.task).build_model(cfg.model)
+    pretrained = tmp_path / "pretrained.pt"
+    torch.save({"args": None, "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+                "model": model.state_dict(), "extra_state": {},
+                "optimizer_history": [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "Adam",
+                                       "lr_scheduler_state": {"best": None}, "num_updates": 0}]}, pretrained)
     # 3. the recipe's fine-tuning, 2 updates, on the data it prepared
     # (4 windows: fairseq's default batch multiple of 8 would leave no batch)
     proc = subprocess.run(["bash", recipe, "--no-progress-bar", "--log-interval", "1", "--num-workers", "0",
                            "--no-epoch-checkpoints", "--required-batch-size-multiple", "1", "--disable-validation"],
-                          env=dict(env, **tiny, PREPARE="0", PRETRAINED=str(pretrained / "checkpoint_last.pt"),
+                          env=dict(env, **tiny, PREPARE="0", PRETRAINED=str(pretrained),
                                    MAX_UPDATE="2"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "w" / "checkpoints" / "checkpoint_last.pt").is_file()
