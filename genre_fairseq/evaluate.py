@@ -7,6 +7,8 @@ Two modes:
   --name-table KB.names [--marginalize] [--candidates-from KB.mentions] [--write-predictions P.jsonl]``.
 
 With ``--retrieval``, KILT page-level retrieval instead (``retrieval_eval``): R-precision and recall@k.
+``--end-to-end`` scores whole documents instead (InKB strong/weak/MD F1, GERBIL's definitions):
+:mod:`genre_fairseq.evaluate_e2e` runs that mode, :mod:`genre_fairseq.e2e_metrics` holds the metric.
 
 Predictions file (JSON lines, one per mention, any order): ``{"id": "<mention id>",
 "predictions": ["<entity id>", ...]}``, best first; an optional ``"scores"`` list is ignored.
@@ -297,6 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="count --candidates-from candidates for the breakdown, but decode without restricting to them")
     m.add_argument("--write-predictions", metavar="FILE", help="also write the predictions file this run produces")
     add_retrieval_arguments(p)
+
+    e2e = p.add_argument_group("end-to-end linking (--end-to-end; docs/evaluate.md)")
+    e2e.add_argument("--end-to-end", action="store_true",
+                     help="score whole documents (anchors JSON lines or AIDA FILE:testb; predictions in the anchors "
+                          "format): InKB micro/macro F1 with strong and weak matching, and mention-detection F1, as "
+                          "GERBIL defines them; --model-dir links the documents with the hub's model.link")
+    e2e.add_argument("--mention-trie", metavar="KB.mtrie",
+                     help="--model-dir: mentions may only be the token sequences of this mention tree")
+    e2e.add_argument("--threshold", type=float, metavar="T",
+                     help="leave out predicted spans whose score is below T (--model-dir: model.link's threshold; "
+                          "--predictions: spans without a score are kept)")
+    e2e.add_argument("--window", type=_positive, metavar="N",
+                     help="--model-dir: window size in tokens for long documents (model.link's window)")
     return p
 
 
@@ -586,6 +601,17 @@ def print_read_summary(results: dict, args: argparse.Namespace, unit: str = "men
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``genre-evaluate``."""
     args = build_parser().parse_args(argv)
+    e2e_only = [flag for flag, name in (("--end-to-end", "end_to_end"), ("--mention-trie", "mention_trie"),
+                                        ("--threshold", "threshold"), ("--window", "window"))
+                if getattr(args, name) not in (None, False)]
+    if args.retrieval and e2e_only:
+        print(f"genre-evaluate: error: --retrieval scores pages; {', '.join(e2e_only)} belong to --end-to-end "
+              f"(give one of the two modes)", file=sys.stderr)
+        return 2
+    if args.end_to_end or any(getattr(args, name) is not None for name in ("mention_trie", "threshold", "window")):
+        from .evaluate_e2e import main_end_to_end
+
+        return main_end_to_end(args)
     try:
         results = run(args)
         if args.output_json:

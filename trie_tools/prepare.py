@@ -11,6 +11,11 @@ becomes one or more examples: a source line (the context with the mention betwee
 markers, cut around the mention) and a target line (the identifier of its gold entity). The rules
 (markers, cutting, names in other languages, groups, splitting) are documented in docs/prepare.md
 and in the docstrings below; files are written as the input is read, nothing is held in memory.
+
+  genre-prepare --end-to-end --train DOCS ... --model genre|mgenre [--window N] [--markup-symbols 'O C B E'] ...
+
+turns whole documents (anchors JSON lines, AIDA) into windows whose targets mark every gold span
+as ``{ mention } [ identifier ]`` (trie_tools/prepare_e2e.py; docs/prepare.md, "End-to-end").
 """
 from __future__ import annotations
 
@@ -418,6 +423,13 @@ def _load_table(args: argparse.Namespace, fmt: str) -> Optional[NameTable]:
 
 def prepare(args: argparse.Namespace) -> PrepareStats:
     """Read every input, write the splits into ``args.output``; the statistics of the run."""
+    if args.end_to_end:
+        from .prepare_e2e import prepare_end_to_end
+
+        return prepare_end_to_end(args)
+    for option in ("window", "markup_symbols"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option.replace('_', '-')} applies to --end-to-end only")
     preset = MODELS[args.model]
     start = args.start_marker or preset.start
     end = args.end_marker or preset.end
@@ -674,6 +686,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=1, help="fairseq-preprocess workers (default 1)")
     g.add_argument("--strict", action="store_true", help="stop at the first malformed line or mention")
     g.add_argument("--quiet", action="store_true", help="no progress bars; the summary goes to stderr")
+    g = parser.add_argument_group("end-to-end linking (--end-to-end; docs/prepare.md)")
+    g.add_argument("--end-to-end", action="store_true",
+                   help="documents with all their gold spans (anchors JSON lines, AIDA FILE:split) -> windows of the "
+                   "text as source, the same tokens with '{ mention } [ identifier ]' around each gold span as target")
+    g.add_argument("--window", type=int, metavar="N", help="window size in tokens, cut as inference cuts documents "
+                   "(default 128; give model.link the same window)")
+    g.add_argument("--markup-symbols", metavar="'O C B E'", help="the 4 dictionary symbols of { } [ ] (default: "
+                   "SentencePiece '▁{ ▁} ▁[ ▁]'; GPT-2 the ids of ' {' ' }' ' [' ' ]'; --no-bpe '{ } [ ]')")
     return parser
 
 
@@ -682,7 +702,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = sys.stderr if args.quiet else sys.stdout
     try:
         stats = prepare(args)
-        print(summary(stats), file=out)
+        print(stats.summary() if args.end_to_end else summary(stats), file=out)
         for split, writer in stats.writers.items():
             if writer.examples == 0:
                 print(f"warning: the {split} split is empty ({split}.source has no example)"
