@@ -29,7 +29,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-__all__ = ["Token", "Window", "Markup", "GENRE_MARKUP", "gpt2_tokens", "sentencepiece_tokens", "to_markup",
+__all__ = ["Token", "Window", "Markup", "GENRE_MARKUP", "gpt2_tokens", "sentencepiece_tokens", "whitespace_tokens",
+           "to_markup",
            "parse_markup", "token_span_to_chars", "snap_to_tokens", "target_symbols", "windows",
            "merge_window_spans", "window_gold_spans"]
 
@@ -139,6 +140,11 @@ def gpt2_tokens(encoder, text: str) -> List[Token]:
             out.append(Token(str(encoder.encoder[piece]), b2c[byte_pos], b2c[byte_pos + n - 1] + 1))
             byte_pos += n
     return out
+
+
+def whitespace_tokens(text: str) -> List[Token]:
+    """The whitespace-separated words of ``text`` with their character offsets (models without BPE)."""
+    return [Token(m.group(0), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
 
 
 # ---------------------------------------------------------------------------- spans
