@@ -283,10 +283,11 @@ class EndToEndSearch(Search):
         # a dead filler's state may have moved past its source (it took a disallowed move): read
         # within bounds; it scores -inf whatever it is allowed
         pos = pos.clamp(max=self._src.size(1) - 1)
+        mstart = mstart.clamp(max=self._src.size(1) - 1)
         nxt = self._src[rows, pos]
         more = pos < self._len[rows]
         outside, inside = mode == OUTSIDE, mode == MENTION
-        span_len = torch.where(inside, pos - mstart, torch.zeros_like(pos)).clamp(max=m)
+        span_len = torch.where(inside, pos - mstart, torch.zeros_like(pos)).clamp(min=0, max=m)
         start = torch.where(inside, mstart, pos)
         copy_ok = more & (outside | (inside & self._can_grow[rows, start, span_len]))
         open_ok = outside & self._can_grow[rows, pos, torch.zeros_like(pos)]
