@@ -496,12 +496,13 @@ class GenreTask(TranslationTask):
             if src and src[-1] == self.src_dict.eos():
                 src = src[:-1]
             symbols = [self.src_dict[t] for t in src]
-            line = " ".join(symbols) if self._bpe is None else self._bpe.decode(" ".join(symbols))
             if self._bpe is None:
+                line = " ".join(symbols)
                 tokens = markup_format.whitespace_tokens(line)
-            elif hasattr(self._bpe, "sp"):
-                tokens = markup_format.sentencepiece_tokens(self._bpe.sp, line)
-            else:
+            elif hasattr(self._bpe, "sp"):  # exactly fairseq's decoding of the pieces
+                line, tokens = markup_format.sentencepiece_line(symbols)
+            else:  # GPT-2's decoding is lossless: the line re-tokenizes to its source
+                line = self._bpe.decode(" ".join(symbols))
                 tokens = markup_format.gpt2_tokens(self._bpe.bpe, line)
             if [t.symbol for t in tokens] != symbols:
                 tokens = None  # the detokenized line does not re-tokenize to the source: no offsets
