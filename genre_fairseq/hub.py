@@ -23,6 +23,11 @@ as given (stripped, inner whitespace kept), as fairseq's BPE scripts and ``fairs
 encode it, so the hub and ``fairseq-generate`` see the same tokens; a cut one is re-joined with
 single spaces.
 
+End-to-end linking (docs/end_to_end.md): ``model.link(texts, trie=..., name_table=...)`` marks and
+links every mention of raw texts, ``[[{"start", "end", "mention", "id", "identifier", "score"}, ...]]``
+with character offsets into each text; ``model.link(texts, spans=[[(start, end), ...]])``
+disambiguates given mentions through ``sample``.
+
 Bad input (each a one-line error naming the file, option or sentence index):
 
 * ``sample()`` takes a list of strings: one string is a ``TypeError``; an empty list returns ``[]``
@@ -450,9 +455,9 @@ class _Hub:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {i}: expected a string, got {type(text).__name__}")
-        _check_sample_options(beam=beam, max_len_b=max_len_b or 1, batch_size=batch_size, candidates_k=candidates_k,
+        _check_sample_options(beam=beam, max_len_b=1, batch_size=batch_size, candidates_k=candidates_k,
                               alpha=alpha, candidate_multiple=2)
-        for name, value in (("window", window), ("max_mention_len", max_mention_len)):
+        for name, value in (("window", window), ("max_len_b", max_len_b), ("max_mention_len", max_mention_len)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))

@@ -179,6 +179,7 @@ def test_given_spans_equal_sample_on_the_marked_inputs(quickstart):
     (dict(beam=0), "beam must be an integer >= 1"),
     (dict(batch_size=0), "batch_size must be an integer >= 1"),
     (dict(window=0), "window must be an integer >= 1"),
+    (dict(max_len_b=0), "max_len_b must be an integer >= 1"),
     (dict(window=10**6), "does not fit the model"),
     (dict(threshold=float("nan")), "threshold must be a finite number"),
     (dict(trie=None), "needs trie="),
@@ -204,3 +205,38 @@ def test_a_model_without_markup_symbols_says_which_and_how_to_add_them(quickstar
     assert "append them to dict.source.txt and dict.target.txt" in str(error.value) and "\n" not in str(error.value)
     with pytest.raises(TypeError):
         quickstart.link("Ich bin da.", trie=f"{QUICKSTART}/cldr.trie")
+
+
+def test_gpt2_models_get_their_markup_tokens_and_exact_offsets(tmp_path):
+    """A GENRE (GPT-2 BPE) hub: markup " {" " }" " [" " ]" by default, offsets exact across byte pieces."""
+    from argparse import Namespace
+
+    from fairseq.data import Dictionary
+
+    from genre_fairseq.hub import GENRE
+    from genre_fairseq.prefix_tree import PrefixTree, dictionary_fingerprint
+    from tests.toy import fairseq_bpe, write_gpt2_bpe
+
+    merges = [("\u0120", c) for c in "{}[]"] + [("B", "e"), ("Be", "r")]
+    encoder_json, vocab_bpe, dict_txt = write_gpt2_bpe(str(tmp_path), merges)
+    bpe = fairseq_bpe(gpt2_encoder_json=encoder_json, gpt2_vocab_bpe=vocab_bpe)
+    d = Dictionary.load(dict_txt)
+    encode = IdentifierEncoder(bpe, d)
+    tree = PrefixTree.from_sequences([encode(x) for x in ("Berlin", "Zürich", "Bern")], start_token=d.eos(),
+                                     dictionary_fingerprint=dictionary_fingerprint(d))
+    task = Namespace(source_dictionary=d, target_dictionary=d)
+    plain = GENRE([OracleModel(d, {}, (4, 5, 6, 7))], task, bpe, "cpu")
+    mk = plain.markup_tokens()
+    assert [bpe.decode(d[t]) for t in mk.as_tuple()] == [" {", " }", " [", " ]"]
+    text = "In Zürich 😀 und Berlin, nicht Bern."
+    tokens = plain.tokens_with_offsets(text)
+    gold = {}
+    for mention, identifier in (("Zürich", "Zürich"), ("Berlin", "Berlin")):
+        start = text.index(mention)
+        a, b, snapped = markup.snap_to_tokens(text, tokens, start, start + len(mention))
+        assert not snapped
+        gold[tuple(d.index(t.symbol) for t in tokens[a:b])] = (tuple(encode(identifier)[1:-1]), 0.9)
+    model = GENRE([OracleModel(d, gold, mk.as_tuple())], task, bpe, "cpu")
+    (spans,) = model.link([text], trie=tree, beam=2)
+    assert [(s["start"], s["end"], s["mention"], s["identifier"]) for s in spans] == [
+        (3, 9, "Zürich", "Zürich", ), (text.index("Berlin"), text.index("Berlin") + 6, "Berlin", "Berlin")]
