@@ -522,7 +522,7 @@ class EndToEndSequenceGenerator(SequenceGenerator):
     """fairseq's SequenceGenerator with :class:`EndToEndSearch`; each hypothesis gets its ``"spans"``.
 
     Sources come from ``sample["net_input"]["src_tokens"]`` (padding and the final EOS removed);
-    ``span_candidates`` (optional) is a function ``(sentence index, sources) -> {(i, start, end):
+    ``span_candidates`` (optional) is a function ``sources -> {(i, start, end):
     CandidateSet}`` called once per batch. Give ``max_len_b`` large enough for the markup
     (about the source length plus 4 tokens and an identifier per mention).
     """

@@ -430,7 +430,7 @@ class _Hub:
         """Link raw texts end to end: per text ``[{"start", "end", "mention", "id", "identifier", "score"}]``,
         character offsets into the text (end exclusive), sorted by start (docs/end_to_end.md "Using it").
 
-        ``trie``: the entity tree (required); ``name_table``: gives ``id`` (else None) and groups a
+        ``trie``: the entity tree (required, except with ``spans``); ``name_table``: gives ``id`` (else None) and groups a
         span's identifiers by entity (``marginalize``, default True with a table);
         ``mention_trie``: the mentions that may be marked (default: any 1..``max_mention_len``
         tokens); ``mention_table`` + ``candidates_k``: each mention's identifiers restricted to its
@@ -463,8 +463,6 @@ class _Hub:
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not math.isfinite(threshold)):
             raise ValueError(f"threshold must be a finite number (a span score, <= 0), got {threshold!r}")
-        if trie is None:
-            raise ValueError("link() needs trie= (the entity tree: the identifiers a mention may be linked to)")
         if marginalize and name_table is None:
             raise ValueError("marginalize=True groups a span's identifiers by entity: it needs name_table=")
         if mention_table is not None and name_table is None:
@@ -477,6 +475,8 @@ class _Hub:
                                     candidates_k=candidates_k, beam=beam, max_len_b=max_len_b, threshold=threshold,
                                     batch_size=batch_size, alpha=alpha, marginalize=marginalize,
                                     identifier_format=identifier_format)
+        if trie is None:
+            raise ValueError("link() needs trie= (the entity tree: the identifiers a mention may be linked to)")
         if mention_table is not None and mention_trie is None:
             raise ValueError("mention_table= restricts each mention to its candidates: it needs mention_trie= "
                              "(the mentions a span may be), e.g. genre-trie build --mentions")

@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
+from genre_fairseq.e2e_search import mention_tree
 from genre_fairseq.hub import mGENRE
+from genre_fairseq.markup import snap_to_tokens
 from genre_fairseq.name_table import MentionTable
 from tests.e2e_model import extended_quickstart
 
@@ -103,3 +105,33 @@ def test_options_that_do_not_apply_are_refused(model_dir, tmp_path):
         with pytest.raises(GenreError) as error:
             GenreTask(cfg, hub.src_dict, hub.tgt_dict).build_generator(hub.models, Namespace(**dict(dict(beam=3), **args)))
         assert message in str(error.value) and "\n" not in str(error.value), (options, args, str(error.value))
+
+
+def test_mention_trie_and_candidates_table_agree_with_the_hub(model_dir, tmp_path):
+    from fairseq.data import Dictionary
+
+    hub = mGENRE.from_pretrained(model_dir, device="cpu")
+    d = Dictionary.load(f"{model_dir}/dict.target.txt")
+    # the mentions as they are tokenized inside these sentences
+    mentions = {"Deutschland": "territory:DE", "Deutsch": "language:de", "Paris": "territory:FR"}
+    seqs = []
+    for text in TEXTS:
+        tokens = hub.tokens_with_offsets(text)
+        for m in mentions:
+            if m in text:
+                a, b, _ = snap_to_tokens(text, tokens, text.index(m), text.index(m) + len(m))
+                seqs.append([d.index(t.symbol) for t in tokens[a:b]])
+    mention_tree(seqs, d).save(str(tmp_path / "m.mtrie"))
+    MentionTable.build([(m, e, 1) for m, e in mentions.items()], tmp_path / "m.mentions")
+    proc = interactive(model_dir, TEXTS, "--end-to-end", "--trie", f"{model_dir}/cldr.trie",
+                       "--name-table", f"{model_dir}/cldr.names", "--mention-trie", str(tmp_path / "m.mtrie"),
+                       "--candidates-table", str(tmp_path / "m.mentions"), "--candidates-k", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = parse_spans(proc.stdout)
+    linked = hub.link(TEXTS, trie=f"{model_dir}/cldr.trie", name_table=f"{model_dir}/cldr.names", beam=3,
+                      max_len_b=250, marginalize=False, mention_trie=str(tmp_path / "m.mtrie"),
+                      mention_table=str(tmp_path / "m.mentions"), candidates_k=1)
+    spans = [(i, a, b, entity, mention) for i, lines in printed.items() for a, b, _, entity, _, mention in lines]
+    assert spans and all(mentions[mention] == entity for _, _, _, entity, mention in spans)
+    assert sorted(spans) == sorted((i, s["start"], s["end"], s["id"], s["mention"])
+                                   for i, text_spans in enumerate(linked) for s in text_spans)
