@@ -240,3 +240,33 @@ def test_gpt2_models_get_their_markup_tokens_and_exact_offsets(tmp_path):
     (spans,) = model.link([text], trie=tree, beam=2)
     assert [(s["start"], s["end"], s["mention"], s["identifier"]) for s in spans] == [
         (3, 9, "Zürich", "Zürich", ), (text.index("Berlin"), text.index("Berlin") + 6, "Berlin", "Berlin")]
+
+
+def test_span_entities_marginalizes_a_spans_identifiers_by_hand():
+    """Two hypotheses mark the same span with two names of one entity, a third with another entity."""
+    import torch
+
+    from genre_fairseq.e2e_search import LinkedSpan, span_entities
+    from tests.toy import make_dictionary
+
+    d = make_dictionary(6)
+    w = [d.index(f"w{i}") for i in range(6)]
+
+    # output positions: the identifier at `at`, its ] right after; scores chosen per position
+    def hyp(spans, scores):
+        return {"spans": spans, "positional_scores": torch.tensor(scores)}
+
+    h1 = hyp([LinkedSpan(0, 1, [w[3]], 4), LinkedSpan(2, 3, [w[5]], 10)],
+             [0, 0, 0, 0, -0.5, -0.1, 0, 0, 0, 0, -2.0, -0.2])
+    h2 = hyp([LinkedSpan(0, 1, [w[3], w[4]], 4)], [0, 0, 0, 0, -1.0, -0.3, -0.2])
+    h3 = hyp([LinkedSpan(0, 2, [w[4]], 5)], [0, 0, 0, 0, 0, -0.05, -0.05])  # another span: not counted
+    entity = {"w3": "E1", "w3 w4": "E1", "w4": "E2", "w5": None}.get
+    out = span_entities([h1, h2, h3], d, None, entity)
+    first = math.log(math.exp((-0.5 - 0.1) / 2) + math.exp((-1.0 - 0.3 - 0.2) / 3))
+    assert [(s["start"], s["end"], s["id"], s["identifier"]) for s in out] == [(0, 1, "E1", "w3"), (2, 3, None, "w5")]
+    assert out[0]["score"] == pytest.approx(first) and out[1]["score"] == pytest.approx((-2.0 - 0.2) / 2)
+    best = span_entities([h1, h2, h3], d, None, entity, marginalize=False)
+    assert best[0]["score"] == pytest.approx(-0.3)
+    plain = span_entities([h1, h2, h3], d, None, None, alpha=0.0)  # no table: the best hypothesis's own
+    assert [(s["id"], s["identifier"], s["score"]) for s in plain] == [(None, "w3", pytest.approx(-0.6)),
+                                                                      (None, "w5", pytest.approx(-2.2))]
