@@ -303,6 +303,18 @@ class _Hub:
                              f"{tree.path or '<in memory>'}, which holds {recorded} identifiers")
         return identifier_format
 
+    def _knowledge_base(self, trie, name_table, identifier_format):
+        """``(tree, name table, identifier format, resolver)`` of the options (each None when not given), checked."""
+        tree = self._tree(trie) if trie is not None else None
+        table = self._table(name_table, tree) if name_table is not None else None
+        fmt = self._identifier_format(identifier_format, tree)
+        resolver = None
+        if table is not None:
+            if fmt is None:
+                raise ValueError("name_table needs identifier_format= (or a trie that records it)")
+            resolver = NameResolver(table, fmt)
+        return tree, table, fmt, resolver
+
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample(
@@ -355,14 +367,7 @@ class _Hub:
         if not sentences:
             return []
         sources = [self._source_ids(s, i) for i, s in enumerate(sentences)]
-        tree = self._tree(trie) if trie is not None else None
-        table = self._table(name_table, tree) if name_table is not None else None
-        fmt = self._identifier_format(identifier_format, tree)
-        resolver = None
-        if table is not None:
-            if fmt is None:
-                raise ValueError("name_table needs identifier_format= (or a trie that records it)")
-            resolver = NameResolver(table, fmt)
+        tree, table, fmt, resolver = self._knowledge_base(trie, name_table, identifier_format)
         restrict = candidates is not None or mention_table is not None
         if mention_table is not None:
             if table is None:
@@ -483,14 +488,7 @@ class _Hub:
         if self.src_dict.symbols != self.tgt_dict.symbols:
             raise ValueError("end-to-end linking copies the source into the output: it needs a model whose "
                              "dict.source.txt and dict.target.txt are the same")
-        tree = self._tree(trie)
-        table = self._table(name_table, tree) if name_table is not None else None
-        fmt = self._identifier_format(identifier_format, tree)
-        resolver = None
-        if table is not None:
-            if fmt is None:
-                raise ValueError("name_table needs identifier_format= (or a trie that records it)")
-            resolver = NameResolver(table, fmt)
+        tree, table, fmt, resolver = self._knowledge_base(trie, name_table, identifier_format)
         mtree = None
         if mention_trie is not None:
             mtree = mention_trie if isinstance(mention_trie, PrefixTree) else self._mention_tree(mention_trie)

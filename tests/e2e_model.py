@@ -10,8 +10,10 @@ import os
 import shutil
 
 import torch
+from fairseq.models import FairseqEncoderDecoderModel, FairseqIncrementalDecoder
 
 from genre_fairseq.prefix_tree import PrefixTree, dictionary_fingerprint
+from tests.toy import _SourceIdEncoder  # passes the source tokens through
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "examples", "quickstart", "model")
@@ -48,7 +50,6 @@ def extended_quickstart(directory: str) -> str:
 
 
 # ---------------------------------------------------------------------------- a model with hand-set probabilities
-from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, FairseqIncrementalDecoder  # noqa: E402
 
 #: probability of the intended next token at every step, except those of an identifier
 ON_PATH = 0.9
@@ -77,14 +78,6 @@ def intended_output(source, gold, markup_ids, eos):
         probs += [q] * len(ident) + [ON_PATH]
         p += len(mention)
     return out + [eos], probs + [ON_PATH]
-
-
-class _PassEncoder(FairseqEncoder):
-    def forward(self, src_tokens, src_lengths=None, **kwargs):
-        return {"src_tokens": src_tokens}
-
-    def reorder_encoder_out(self, encoder_out, new_order):
-        return {"src_tokens": encoder_out["src_tokens"].index_select(0, new_order)}
 
 
 class _OracleDecoder(FairseqIncrementalDecoder):
@@ -128,7 +121,7 @@ class OracleModel(FairseqEncoderDecoderModel):
     """An encoder-decoder that writes :func:`intended_output` of its source (hand-set probabilities)."""
 
     def __init__(self, dictionary, gold, markup_ids):
-        super().__init__(_PassEncoder(dictionary), _OracleDecoder(dictionary, gold, markup_ids))
+        super().__init__(_SourceIdEncoder(dictionary), _OracleDecoder(dictionary, gold, markup_ids))
 
     def max_positions(self):
         return (1024, 1024)
