@@ -46,7 +46,7 @@ Dead ends are handled as in :mod:`genre_fairseq.search`: filler candidates score
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -55,6 +55,7 @@ from fairseq.sequence_generator import SequenceGenerator
 from torch import Tensor
 
 from .candidates import CandidateSet, CandidateTrees, resolve_candidates
+from .marginalize import normalized_score, rank_entities
 from .prefix_tree import PrefixTree, dictionary_fingerprint
 from .search import DEAD_SCORE
 
@@ -62,7 +63,7 @@ from .search import DEAD_SCORE
 DEAD_THRESHOLD = DEAD_SCORE / 2
 
 __all__ = ["MarkupTokens", "EndToEndSearch", "EndToEndSequenceGenerator", "LinkedSpan", "mention_candidates", "mention_tree",
-           "parse_output", "OUTSIDE", "MENTION", "CLOSED", "ENTITY", "DONE"]
+           "parse_output", "span_entities", "OUTSIDE", "MENTION", "CLOSED", "ENTITY", "DONE"]
 
 OUTSIDE, MENTION, CLOSED, ENTITY, DONE = range(5)
 # Candidate columns: the four fixed moves, then the entity tree's children.
@@ -279,10 +280,14 @@ class EndToEndSearch(Search):
         the hypotheses in an entity (their rows; tokens, next states, valid: each rows x K)."""
         pos, mode, mstart, estate = states
         m = self.max_mention_len
+        # a dead filler's state may have moved past its source (it took a disallowed move): read
+        # within bounds; it scores -inf whatever it is allowed
+        pos = pos.clamp(max=self._src.size(1) - 1)
+        mstart = mstart.clamp(max=self._src.size(1) - 1)
         nxt = self._src[rows, pos]
         more = pos < self._len[rows]
         outside, inside = mode == OUTSIDE, mode == MENTION
-        span_len = torch.where(inside, pos - mstart, torch.zeros_like(pos)).clamp(max=m)
+        span_len = torch.where(inside, pos - mstart, torch.zeros_like(pos)).clamp(min=0, max=m)
         start = torch.where(inside, mstart, pos)
         copy_ok = more & (outside | (inside & self._can_grow[rows, start, span_len]))
         open_ok = outside & self._can_grow[rows, pos, torch.zeros_like(pos)]
@@ -429,11 +434,16 @@ class EndToEndSearch(Search):
 
 @dataclass
 class LinkedSpan:
-    """One linked mention of an output: source token positions (end exclusive) and identifier tokens."""
+    """One linked mention of an output: source token positions (end exclusive) and identifier tokens.
+
+    ``at`` is the output position of the identifier's first token (its ``]`` is at
+    ``at + len(entity_tokens)``), for reading the span's own scores from the hypothesis.
+    """
 
     start: int
     end: int
     entity_tokens: List[int]
+    at: int = field(default=-1, compare=False)
 
 
 def parse_output(source: Sequence[int], output: Sequence[int], markup: MarkupTokens, eos: int) -> Optional[List[LinkedSpan]]:
@@ -472,7 +482,7 @@ def parse_output(source: Sequence[int], output: Sequence[int], markup: MarkupTok
                     if out[j] == e:
                         rest = outside(j + 1, p)
                         if rest is not None:
-                            return [LinkedSpan(start, p, out[i + 2: j])] + rest
+                            return [LinkedSpan(start, p, out[i + 2: j], i + 2)] + rest
                     j += 1
             if p < len(src) and t == src[p]:
                 i, p = i + 1, p + 1
@@ -512,7 +522,7 @@ class EndToEndSequenceGenerator(SequenceGenerator):
     """fairseq's SequenceGenerator with :class:`EndToEndSearch`; each hypothesis gets its ``"spans"``.
 
     Sources come from ``sample["net_input"]["src_tokens"]`` (padding and the final EOS removed);
-    ``span_candidates`` (optional) is a function ``(sentence index, sources) -> {(i, start, end):
+    ``span_candidates`` (optional) is a function ``sources -> {(i, start, end):
     CandidateSet}`` called once per batch. Give ``max_len_b`` large enough for the markup
     (about the source length plus 4 tokens and an identifier per mention).
     """
@@ -549,3 +559,50 @@ class EndToEndSequenceGenerator(SequenceGenerator):
                 kept.append(h)
             out.append(kept)
         return out
+
+
+def span_entities(hypos: Sequence[dict], tgt_dict, bpe=None, resolve=None, *, alpha: float = 1.0,
+                  marginalize: bool = True) -> List[dict]:
+    """The linked spans of one sentence's n-best (hypotheses of :class:`EndToEndSequenceGenerator`, best first):
+    ``[{"start", "end", "id", "identifier", "score"}]``, ``start``/``end`` in source tokens.
+
+    The span set is the best hypothesis's (a consistent segmentation; mixing spans of several
+    hypotheses could overlap). Score of a span in a hypothesis: the log-probability of its
+    identifier tokens and ``]``, over ``L ** alpha`` (L: that count; ``alpha=1``: the mean
+    log-probability per token). With ``resolve`` (identifier -> entity id, e.g. a
+    :class:`~genre_fairseq.marginalize.NameResolver`) the identifiers that the n-best generates for
+    the same span (same start and end) are grouped by entity and ranked as the ED path ranks a
+    mention's hypotheses (:func:`~genre_fairseq.marginalize.rank_entities`; ``marginalize``: the
+    log-sum-exp of the scores of the entity's identifiers, an identifier counted once, at its best);
+    the span gets the top entity, its best identifier and that score.
+    """
+    if not hypos:
+        return []
+
+    def text_of(tokens) -> str:
+        text = tgt_dict.string(torch.as_tensor(list(tokens), dtype=torch.long))
+        return (bpe.decode(text) if bpe is not None else text).strip()
+
+    seen: Dict[Tuple[int, int], Dict[str, Tuple[float, int]]] = {}
+    for h in hypos:
+        scores = h["positional_scores"]
+        for s in h["spans"]:
+            n = len(s.entity_tokens) + 1  # the identifier and its closing ]
+            logprob = float(scores[s.at: s.at + n].sum())
+            idents = seen.setdefault((s.start, s.end), {})
+            text = text_of(s.entity_tokens)
+            if text not in idents or logprob > idents[text][0]:
+                idents[text] = (logprob, n)
+    out = []
+    for s in hypos[0]["spans"]:
+        idents = seen[(s.start, s.end)]
+        if resolve is not None:
+            texts = list(idents)
+            ranked = rank_entities(texts, [idents[t][0] for t in texts], [idents[t][1] for t in texts], resolve,
+                                   marginalize=marginalize, alpha=alpha)
+            entity, identifier, score = ranked[0]["id"], ranked[0]["texts"][0], ranked[0]["score"]
+        else:
+            identifier = text_of(s.entity_tokens)
+            entity, score = None, normalized_score(*idents[identifier], alpha)
+        out.append({"start": s.start, "end": s.end, "id": entity, "identifier": identifier, "score": score})
+    return out

@@ -25,6 +25,11 @@ as given (stripped, inner whitespace kept), as fairseq's BPE scripts and ``fairs
 encode it, so the hub and ``fairseq-generate`` see the same tokens; a cut one is re-joined with
 single spaces.
 
+End-to-end linking (docs/end_to_end.md): ``model.link(texts, trie=..., name_table=...)`` marks and
+links every mention of raw texts, ``[[{"start", "end", "mention", "id", "identifier", "score"}, ...]]``
+with character offsets into each text; ``model.link(texts, spans=[[(start, end), ...]])``
+disambiguates given mentions through ``sample``.
+
 Bad input (each a one-line error naming the file, option or sentence index):
 
 * ``sample()`` takes a list of strings: one string is a ``TypeError``; an empty list returns ``[]``
@@ -50,18 +55,24 @@ from the name table (``genre-trie build --names``) only yields identifiers the t
 from __future__ import annotations
 
 import glob
+import logging
+import math
 import os
 import pickle
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from . import markup as markup_format
 from .context import cut_around_mention
 from .candidates import CandidateTrees, IdentifierEncoder, mention_text, resolve_candidates
+from .e2e_search import EndToEndSequenceGenerator, MarkupTokens, mention_candidates, span_entities
 from .marginalize import NameResolver, add_nil, check_nil_options, hypothesis_fields, rank_entities
 from .name_table import MentionTable, NameTable
 from .prefix_tree import IDENTIFIER_FORMATS, PrefixTree
-from .task import check_name_table, check_prefix_tree
+from .task import check_name_table, check_prefix_tree, identifier_text
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["GENRE", "mGENRE", "cut_around_mention"]
 
@@ -294,6 +305,18 @@ class _Hub:
                              f"{tree.path or '<in memory>'}, which holds {recorded} identifiers")
         return identifier_format
 
+    def _knowledge_base(self, trie, name_table, identifier_format):
+        """``(tree, name table, identifier format, resolver)`` of the options (each None when not given), checked."""
+        tree = self._tree(trie) if trie is not None else None
+        table = self._table(name_table, tree) if name_table is not None else None
+        fmt = self._identifier_format(identifier_format, tree)
+        resolver = None
+        if table is not None:
+            if fmt is None:
+                raise ValueError("name_table needs identifier_format= (or a trie that records it)")
+            resolver = NameResolver(table, fmt)
+        return tree, table, fmt, resolver
+
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample(
@@ -356,14 +379,7 @@ class _Hub:
                 max_len_b, alpha, identifier_format, batch_size, mention_table, candidates_k, candidate_multiple,
                 nil_threshold, nil_margin) -> List[List[dict]]:
         """Decode encoded sources in batches and rank each one's hypotheses (``sample``'s and ``retrieve``'s work)."""
-        tree = self._tree(trie) if trie is not None else None
-        table = self._table(name_table, tree) if name_table is not None else None
-        fmt = self._identifier_format(identifier_format, tree)
-        resolver = None
-        if table is not None:
-            if fmt is None:
-                raise ValueError("name_table needs identifier_format= (or a trie that records it)")
-            resolver = NameResolver(table, fmt)
+        tree, table, fmt, resolver = self._knowledge_base(trie, name_table, identifier_format)
         restrict = candidates is not None or mention_table is not None
         if mention_table is not None:
             if table is None:
@@ -465,6 +481,232 @@ class _Hub:
         fmt = self._identifier_format(identifier_format, self._tree(trie) if trie is not None else None)
         return [_pages(entries, fmt, k) for entries in ranked]
 
+    # ------------------------------------------------------------------ end-to-end linking
+    @torch.no_grad()
+    def link(
+        self,
+        texts: Sequence[str],
+        spans: Optional[Sequence[Sequence[Tuple[int, int]]]] = None,
+        *,
+        trie: Union[str, PrefixTree, None] = None,
+        name_table: Union[str, NameTable, None] = None,
+        mention_trie: Union[str, PrefixTree, None] = None,
+        mention_table: Union[str, MentionTable, None] = None,
+        candidates_k: Optional[int] = 10,
+        beam: int = 5,
+        max_len_b: Optional[int] = None,
+        threshold: Optional[float] = None,
+        window: Optional[int] = None,
+        batch_size: int = 8,
+        markup: Optional[Sequence[str]] = None,
+        max_mention_len: int = 32,
+        alpha: float = 1.0,
+        marginalize: Optional[bool] = None,
+        identifier_format: Optional[str] = None,
+    ) -> List[List[dict]]:
+        """Link raw texts end to end: per text ``[{"start", "end", "mention", "id", "identifier", "score"}]``,
+        character offsets into the text (end exclusive), sorted by start (docs/end_to_end.md "Using it").
+
+        ``trie``: the entity tree (required, except with ``spans``); ``name_table``: gives ``id`` (else None) and groups a
+        span's identifiers by entity (``marginalize``, default True with a table);
+        ``mention_trie``: the mentions that may be marked (default: any 1..``max_mention_len``
+        tokens); ``mention_table`` + ``candidates_k``: each mention's identifiers restricted to its
+        top-k candidate entities (needs ``mention_trie`` and ``name_table``). ``score``: the
+        log-probability of the span's identifier tokens and ``]``, over ``L ** alpha`` (default
+        ``alpha=1``: the mean log-probability per token; marginalized over the entity's identifiers
+        with a name table); a span scoring below ``threshold`` is not returned. ``window``:
+        source tokens per window (default: what fits the model, at most 128); a longer text is cut at
+        sentence ends and its windows' spans merged. ``max_len_b``: output tokens per window
+        (default ``2 * window + 32``, room for the copy and its markup). ``markup``: the four
+        dictionary symbols of ``{ } [ ]`` (default: the model's, see :meth:`markup_tokens`).
+
+        With ``spans`` (per text a list of ``(start, end)`` character spans), the given mentions are
+        disambiguated instead: each is marked with the model's markers (``text[:start]``, START, the
+        mention, END, ``text[end:]``, joined by single spaces) and decoded with :meth:`sample`
+        (``score``: its ranking score, with the same ``alpha``).
+        """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("link() takes a list of texts, not one string")
+        if not isinstance(texts, Sequence) or len(texts) == 0:
+            raise ValueError("link() needs a non-empty list of texts")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {i}: expected a string, got {type(text).__name__}")
+        _check_sample_options(beam=beam, max_len_b=1, batch_size=batch_size, candidates_k=candidates_k,
+                              alpha=alpha, candidate_multiple=2)
+        for name, value in (("window", window), ("max_len_b", max_len_b), ("max_mention_len", max_mention_len)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not math.isfinite(threshold)):
+            raise ValueError(f"threshold must be a finite number (a span score, <= 0), got {threshold!r}")
+        if marginalize and name_table is None:
+            raise ValueError("marginalize=True groups a span's identifiers by entity: it needs name_table=")
+        if mention_table is not None and name_table is None:
+            raise ValueError("mention_table= gives entity ids: it needs name_table= to find their names")
+        if spans is not None:
+            for name, value in (("mention_trie", mention_trie), ("window", window), ("markup", markup)):
+                if value is not None:
+                    raise ValueError(f"{name}= is for linking raw text; with spans= the mentions are given")
+            return self._link_spans(texts, spans, trie=trie, name_table=name_table, mention_table=mention_table,
+                                    candidates_k=candidates_k, beam=beam, max_len_b=max_len_b, threshold=threshold,
+                                    batch_size=batch_size, alpha=alpha, marginalize=marginalize,
+                                    identifier_format=identifier_format)
+        if trie is None:
+            raise ValueError("link() needs trie= (the entity tree: the identifiers a mention may be linked to)")
+        if mention_table is not None and mention_trie is None:
+            raise ValueError("mention_table= restricts each mention to its candidates: it needs mention_trie= "
+                             "(the mentions a span may be), e.g. genre-trie build --mentions")
+        if self.src_dict.symbols != self.tgt_dict.symbols:
+            raise ValueError("end-to-end linking copies the source into the output: it needs a model whose "
+                             "dict.source.txt and dict.target.txt are the same")
+        tree, table, fmt, resolver = self._knowledge_base(trie, name_table, identifier_format)
+        mtree = None
+        if mention_trie is not None:
+            mtree = mention_trie if isinstance(mention_trie, PrefixTree) else self._mention_tree(mention_trie)
+        mk = self.markup_tokens(markup)
+        budget = window if window is not None else self.default_window()
+        if budget > self._max_source_tokens - 1:
+            raise ValueError(f"window={budget} tokens does not fit the model: at most {self._max_source_tokens - 1} "
+                             f"source tokens (and EOS)")
+        max_len = max_len_b if max_len_b is not None else 2 * budget + 32
+        cands = None
+        if mention_table is not None:
+            if not isinstance(mention_table, MentionTable):
+                mention_table = MentionTable.load(mention_table, verify=self.verify_files)
+            encode = IdentifierEncoder(self.bpe, self.tgt_dict)
+
+            def span_candidates(sources):
+                return mention_candidates(generator.search, sources, self._text_of_ids, mention_table=mention_table,
+                                          k=candidates_k, encode=encode, name_table=table, identifier_format=fmt)
+
+            cands = span_candidates
+
+        generator = EndToEndSequenceGenerator(
+            self.models, self.tgt_dict, entity_tree=tree, markup=mk, mention_tree=mtree,
+            max_mention_len=max_mention_len, span_candidates=cands, beam_size=beam, max_len_a=0, max_len_b=max_len,
+            len_penalty=1.0)
+        # every window of every text, decoded batch_size at a time
+        docs, items = [], []
+        for t, text in enumerate(texts):
+            tokens = self.tokens_with_offsets(text)
+            wins = markup_format.windows(text, tokens, budget)
+            docs.append((tokens, wins))
+            for w, win in enumerate(wins):
+                ids = [self.src_dict.index(tok.symbol) for tok in tokens[win.tok_start: win.tok_end]]
+                items.append((t, w, torch.tensor(ids + [self.src_dict.eos()], dtype=torch.long)))
+        found: List[List[list]] = [[[] for _ in wins] for _, wins in docs]
+        for start in range(0, len(items), batch_size):
+            chunk = items[start: start + batch_size]
+            batch = self._batch([src for _, _, src in chunk], start)
+            for (t, w, _), hypos in zip(chunk, generator.generate(self.models, batch)):
+                if not hypos:
+                    logger.warning("text %d, window %d: no complete output within max_len_b=%d tokens: no spans "
+                                   "for its characters %d..%d (raise max_len_b or lower window)", t, w, max_len,
+                                   docs[t][1][w].start, docs[t][1][w].end)
+                    continue
+                for s in span_entities(hypos, self.tgt_dict, self.bpe, resolver, alpha=alpha,
+                                       marginalize=marginalize is not False):
+                    found[t][w].append((s["start"], s["end"], s["id"], s["identifier"], s["score"]))
+        results = []
+        for text, (tokens, wins), per_window in zip(texts, docs, found):
+            merged = markup_format.merge_window_spans(text, tokens, wins, per_window)
+            results.append([{"start": a, "end": b, "mention": text[a:b], "id": entity, "identifier": identifier,
+                             "score": score}
+                            for a, b, entity, identifier, score in merged
+                            # a < b: a span of whitespace pieces only (a lone SentencePiece "▁") marks no text
+                            if a < b and (threshold is None or score >= threshold)])
+        return results
+
+    def _link_spans(self, texts, spans, *, trie, name_table, mention_table, candidates_k, beam, max_len_b, threshold,
+                    batch_size, alpha, marginalize, identifier_format) -> List[List[dict]]:
+        """``link(texts, spans=...)``: one marked input per given span, decoded with :meth:`sample`."""
+        if isinstance(spans, (str, bytes)) or len(spans) != len(texts):
+            raise ValueError(f"spans= must be a list with one list of (start, end) per text: {len(texts)} texts")
+        marked, where = [], []
+        for t, (text, text_spans) in enumerate(zip(texts, spans)):
+            previous = None
+            for s in sorted(_check_span(t, span, text) for span in text_spans):
+                if previous is not None and s[0] < previous[1]:
+                    raise ValueError(f"spans[{t}]: {s} overlaps {previous}")
+                previous = s
+                marked.append(self.mark(text, *s))
+                where.append((t, s))
+        results: List[List[dict]] = [[] for _ in texts]
+        if not marked:
+            return results
+        ranked = self.sample(marked, beam=beam, trie=trie, name_table=name_table, marginalize=marginalize,
+                             max_len_b=max_len_b or 32, alpha=alpha, identifier_format=identifier_format,
+                             batch_size=batch_size, mention_table=mention_table, candidates_k=candidates_k)
+        for (t, (a, b)), entries in zip(where, ranked):
+            if not entries:
+                continue
+            best = entries[0]
+            identifier = best["texts"][0] if "texts" in best else best["text"]
+            if threshold is not None and best["score"] < threshold:
+                continue
+            results[t].append({"start": a, "end": b, "mention": texts[t][a:b], "id": best.get("id"),
+                               "identifier": identifier, "score": best["score"]})
+        return results
+
+    def mark(self, text: str, start: int, end: int) -> str:
+        """``text`` with characters ``[start, end)`` marked as the mention (the model's markers, single spaces)."""
+        parts = [text[:start].strip(), self.START, text[start:end].strip(), self.END, text[end:].strip()]
+        return " ".join(p for p in parts if p)
+
+    def tokens_with_offsets(self, text: str) -> List[markup_format.Token]:
+        """The model's source symbols of ``text``, each with the characters it covers (``markup.Token``)."""
+        if self.bpe is None:
+            return markup_format.whitespace_tokens(text)
+        if hasattr(self.bpe, "sp"):
+            return markup_format.sentencepiece_tokens(self.bpe.sp, text)
+        return markup_format.gpt2_tokens(self.bpe.bpe, text)
+
+    def markup_tokens(self, symbols: Optional[Sequence[str]] = None) -> MarkupTokens:
+        """The ids of ``{ } [ ]``: ``symbols`` (dictionary symbols), else the model's (SentencePiece
+        ``▁{ ▁} ▁[ ▁]``, GPT-2 the BPE ids of ``" {" " }" " [" " ]"``, no BPE ``{ } [ ]``)."""
+        if symbols is None:
+            symbols = self._default_markup_symbols()
+        if isinstance(symbols, str) or len(symbols) != 4:
+            raise ValueError(f"markup= must be the four dictionary symbols of {{ }} [ ], got {symbols!r}")
+        missing = [s for s in symbols if self.tgt_dict.index(s) == self.tgt_dict.unk()]
+        if missing:
+            raise ValueError(
+                f"markup symbol {missing[0]!r} is not in this model's dict.target.txt: an end-to-end model needs "
+                f"{{ }} [ ] as dictionary symbols ({' '.join(symbols)}); append them to dict.source.txt and "
+                f"dict.target.txt and extend the embeddings (docs/end_to_end.md, 'Markup tokens'), or pass markup=[...]")
+        return MarkupTokens.from_dictionary(self.tgt_dict, symbols)
+
+    def _default_markup_symbols(self) -> List[str]:
+        if self.bpe is None:
+            return ["{", "}", "[", "]"]
+        if hasattr(self.bpe, "sp"):
+            return ["\u2581{", "\u2581}", "\u2581[", "\u2581]"]
+        encoder = self.bpe.bpe
+        out = []
+        for piece in (" {", " }", " [", " ]"):
+            mapped = "".join(encoder.byte_encoder[b] for b in piece.encode("utf-8"))
+            if mapped not in encoder.encoder:
+                raise ValueError(f"the GPT-2 BPE has no single token for {piece!r}: pass markup=[...]")
+            out.append(str(encoder.encoder[mapped]))
+        return out
+
+    def default_window(self) -> int:
+        """Source tokens per window of :meth:`link`: what the model's source and target positions allow, at most 128."""
+        target = min(int(m.max_positions()[1]) if isinstance(m.max_positions(), tuple) else 10**9 for m in self.models)
+        return max(1, min(self._max_source_tokens - 1, target // 2, 128))
+
+    def _mention_tree(self, path: str) -> PrefixTree:
+        if path not in self._trees:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"mention trie not found: {path}")
+            self._trees[path] = PrefixTree.load(path, verify=self.verify_files)
+        return self._trees[path]
+
+    def _text_of_ids(self, token_ids) -> str:
+        """The text of target token ids (BPE undone)."""
+        return identifier_text(torch.as_tensor(list(token_ids), dtype=torch.long), self.tgt_dict, self.bpe)
+
     def _generator(self, beam: int, max_len_b: int, tree, candidate_multiple: int = 2):
         from fairseq.sequence_generator import SequenceGenerator
 
@@ -507,6 +749,19 @@ def _pages(entries: List[dict], fmt: Optional[str], k: Optional[int]) -> List[di
         if k is not None and len(pages) == k:
             break
     return pages
+
+
+def _check_span(index: int, span, text: str) -> Tuple[int, int]:
+    """A given ``(start, end)`` character span of text ``index``, checked."""
+    try:
+        start, end = span
+    except (TypeError, ValueError):
+        raise ValueError(f"spans[{index}]: a span is a pair (start, end) of character offsets, got {span!r}") from None
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)) or not 0 <= start < end <= len(text):
+        raise ValueError(f"spans[{index}]: {span!r} is not a span of text {index} (0 <= start < end <= {len(text)})")
+    if not text[start:end].strip():
+        raise ValueError(f"spans[{index}]: {span!r} covers only whitespace")
+    return start, end
 
 
 def _check_sample_options(**options) -> None:

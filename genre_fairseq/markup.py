@@ -29,7 +29,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-__all__ = ["Token", "Window", "Markup", "GENRE_MARKUP", "gpt2_tokens", "sentencepiece_tokens", "to_markup",
+__all__ = ["Token", "Window", "Markup", "GENRE_MARKUP", "gpt2_tokens", "sentencepiece_tokens", "whitespace_tokens",
+           "sentencepiece_line",
+           "to_markup",
            "parse_markup", "token_span_to_chars", "snap_to_tokens", "target_symbols", "windows",
            "merge_window_spans", "window_gold_spans"]
 
@@ -139,6 +141,24 @@ def gpt2_tokens(encoder, text: str) -> List[Token]:
             out.append(Token(str(encoder.encoder[piece]), b2c[byte_pos], b2c[byte_pos + n - 1] + 1))
             byte_pos += n
     return out
+
+
+def whitespace_tokens(text: str) -> List[Token]:
+    """The whitespace-separated words of ``text`` with their character offsets (models without BPE)."""
+    return [Token(m.group(0), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+
+
+def sentencepiece_line(pieces: Sequence[str]) -> Tuple[str, List[Token]]:
+    """The text of SentencePiece pieces as fairseq's ``--bpe sentencepiece`` decodes them (``▁`` -> space,
+    outer spaces stripped; a piece such as ``<unk>`` stays as it is written), and each piece's characters in it."""
+    tokens, pos = [], 0
+    for piece in pieces:
+        tokens.append(Token(piece, pos, pos + len(piece)))
+        pos += len(piece)
+    raw = "".join(pieces).replace("\u2581", " ")
+    lead = len(raw) - len(raw.lstrip())
+    line = raw.strip()
+    return line, [Token(t.symbol, max(t.start - lead, 0), min(max(t.end - lead, 0), len(line))) for t in tokens]
 
 
 # ---------------------------------------------------------------------------- spans

@@ -121,6 +121,28 @@ class GenreConfig(TranslationConfig):
                   "less than this (needs --name-table)"},
     )
 
+    # End-to-end linking (docs/end_to_end.md): raw text in, the text with { mention } [ identifier ] out.
+    end_to_end: bool = field(
+        default=False,
+        metadata={"help": "end-to-end entity linking: the inputs are raw text (no mention markers); the output copies "
+                  "the source and marks each linked mention { m } [ identifier ] (an identifier of --trie, which is "
+                  "required). Prints one line per span: L-<id> <start> <end> <score> <entity id or -> <identifier> "
+                  "<mention>, character offsets into the detokenized source line, score the mean log-probability of "
+                  "the identifier's tokens and ] (with --marginalize: log-sum-exp over the entity's identifiers)"},
+    )
+    mention_trie: Optional[str] = field(
+        default=None,
+        metadata={"help": "with --end-to-end: the mentions that may be marked, a mention tree (genre-trie build "
+                  "--mentions); default any span of up to --max-mention-len tokens. Needed by --candidates-table"},
+    )
+    max_mention_len: int = field(default=32, metadata={"help": "with --end-to-end: the longest mention, in tokens"})
+    markup_symbols: Optional[str] = field(
+        default=None,
+        metadata={"help": "with --end-to-end: the four dictionary symbols of { } [ ], space-separated; default "
+                  "\u2581{ \u2581} \u2581[ \u2581] (SentencePiece), else { } [ ] when the dictionary has them "
+                  "(GPT-2 models: give the BPE ids of ' {' ' }' ' [' ' ]')"},
+    )
+
     # Training: validation decoding (--eval-accuracy) and grouped targets (--target-groups).
     eval_accuracy: bool = field(
         default=False,
@@ -275,6 +297,8 @@ class GenreTask(TranslationTask):
         if "id" not in sample:  # fairseq-interactive; the search and the C-/E- lines need the ids
             sample["id"] = torch.tensor(self._sentence_ids(sample), dtype=torch.long,
                                         device=sample["net_input"]["src_tokens"].device)
+        if self.cfg.end_to_end:  # raw text: no mention markers to check
+            return self._end_to_end_step(generator, models, sample, prefix_tokens, constraints)
         self._check_mentions(sample)
         if self.mention_table is not None or self.given_candidates is not None:
             self._restrict_to_candidates(generator, sample)
@@ -349,6 +373,8 @@ class GenreTask(TranslationTask):
         self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, prefix_allowed_tokens_fn=None
     ):
         """A SequenceGenerator; with ``--trie``, one whose beam search follows the prefix tree."""
+        if self.cfg.end_to_end:
+            return self._end_to_end_generator(models, args, prefix_allowed_tokens_fn)
         if self.prefix_tree is None or getattr(args, "score_reference", False):
             return super().build_generator(
                 models, args, seq_gen_cls, extra_gen_cls_kwargs, prefix_allowed_tokens_fn
@@ -385,6 +411,130 @@ class GenreTask(TranslationTask):
         return super().build_generator(
             models, args, seq_gen_cls=seq_gen_cls or PrefixTreeSequenceGenerator, extra_gen_cls_kwargs=extra
         )
+
+    # ---- end-to-end linking (--end-to-end) ----
+
+    def _end_to_end_generator(self, models, args, prefix_allowed_tokens_fn=None):
+        """The EndToEndSequenceGenerator of --end-to-end; options that do not apply to it are refused."""
+        from .e2e_search import EndToEndSequenceGenerator, MarkupTokens, mention_candidates
+
+        cfg = self.cfg
+        refused = [flag for flag, on in (
+            ("--candidates-file", bool(cfg.candidates_file)),
+            ("--nil-threshold", cfg.nil_threshold is not None),
+            ("--nil-margin", cfg.nil_margin is not None),
+            ("--candidate-multiple 1", cfg.candidate_multiple != 2),
+            ("--retrieval", cfg.retrieval),
+            ("--min-len", getattr(args, "min_len", 1) > 1),
+            ("--score-reference", getattr(args, "score_reference", False)),
+            ("--sampling", getattr(args, "sampling", False)),
+            ("--diverse-beam-groups", getattr(args, "diverse_beam_groups", -1) > 0),
+            ("--diversity-rate", getattr(args, "diversity_rate", -1) > -1),
+            ("--match-source-len", getattr(args, "match_source_len", False)),
+            ("--constraints", bool(getattr(args, "constraints", False))),
+            ("--prefix-size", getattr(args, "prefix_size", 0) > 0),
+            ("--print-alignment", bool(getattr(args, "print_alignment", False))),
+            ("prefix_allowed_tokens_fn", prefix_allowed_tokens_fn is not None),
+        ) if on]
+        if refused:
+            raise GenreError(f"--end-to-end copies the source and marks its mentions; it cannot be combined with "
+                             f"{', '.join(refused)}")
+        if self.prefix_tree is None:
+            raise GenreError("--end-to-end links mentions to the identifiers of an entity tree: give --trie KB.trie")
+        if self.src_dict.symbols != self.tgt_dict.symbols:
+            raise GenreError("--end-to-end copies the source into the output: it needs the same source and target "
+                             "dictionary")
+        beam, nbest = getattr(args, "beam", 5), getattr(args, "nbest", 1)
+        if beam < 1:
+            raise GenreError(f"--beam must be >= 1, got {beam}")
+        if nbest < 1 or nbest > beam:
+            raise GenreError(f"--nbest must be between 1 and --beam {beam}, got {nbest}")
+        check_length_options(args)
+        if cfg.max_mention_len < 1:
+            raise GenreError(f"--max-mention-len must be >= 1, got {cfg.max_mention_len}")
+        mtree = None
+        if cfg.mention_trie:
+            if not os.path.isfile(cfg.mention_trie):
+                raise GenreError(f"--mention-trie {cfg.mention_trie}: file not found")
+            mtree = PrefixTree.load(cfg.mention_trie, verify=not cfg.no_verify)
+        if self.mention_table is not None and mtree is None:
+            raise GenreError("--candidates-table with --end-to-end gives each mention its candidates: it needs "
+                             "--mention-trie (the mentions a span may be)")
+        if cfg.markup_symbols:
+            symbols = cfg.markup_symbols.split()
+        else:
+            symbols = next((s for s in (["\u2581{", "\u2581}", "\u2581[", "\u2581]"], ["{", "}", "[", "]"])
+                            if all(self.tgt_dict.index(x) != self.tgt_dict.unk() for x in s)), None)
+            if symbols is None:
+                raise GenreError("--end-to-end: the target dictionary has neither \u2581{ \u2581} \u2581[ \u2581] nor "
+                                 "{ } [ ]; give --markup-symbols with its four symbols of the markup (see "
+                                 "docs/end_to_end.md, 'Markup tokens')")
+        if len(symbols) != 4:
+            raise GenreError(f"--markup-symbols must be four space-separated symbols, got {cfg.markup_symbols!r}")
+        try:
+            markup = MarkupTokens.from_dictionary(self.tgt_dict, symbols)
+        except ValueError as e:
+            raise GenreError(f"--markup-symbols: {e}") from None
+        span_candidates = None
+        if self.mention_table is not None:
+            def candidates_of(sources):
+                encode = IdentifierEncoder(self._bpe, self.tgt_dict)
+                return mention_candidates(generator.search, sources, self._token_text, mention_table=self.mention_table,
+                                          k=cfg.candidates_k, encode=encode, name_table=self.name_table,
+                                          identifier_format=self.identifier_format)
+
+            span_candidates = candidates_of
+        generator = EndToEndSequenceGenerator(
+            models, self.tgt_dict, entity_tree=self.prefix_tree, markup=markup, mention_tree=mtree,
+            max_mention_len=cfg.max_mention_len, span_candidates=span_candidates, beam_size=beam,
+            max_len_a=getattr(args, "max_len_a", 0), max_len_b=getattr(args, "max_len_b", 200),
+            min_len=getattr(args, "min_len", 1), normalize_scores=not getattr(args, "unnormalized", False),
+            len_penalty=getattr(args, "lenpen", 1), unk_penalty=getattr(args, "unkpen", 0),
+            temperature=getattr(args, "temperature", 1.0))
+        return generator
+
+    def _token_text(self, token_ids) -> str:
+        """The text of target token ids (--bpe undone)."""
+        return identifier_text(torch.as_tensor(list(token_ids), dtype=torch.long), self.tgt_dict, self._bpe)
+
+    def _end_to_end_step(self, generator, models, sample, prefix_tokens, constraints):
+        """Decode a batch of raw sentences and print one L- line per linked span."""
+        from fairseq import utils
+
+        from . import markup as markup_format
+        from .e2e_search import span_entities
+
+        hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
+        resolver = self.resolver if self.name_table is not None else None
+        for row, (sid, sentence_hypos) in enumerate(zip(sample["id"].tolist(), hypos)):
+            src = utils.strip_pad(sample["net_input"]["src_tokens"][row], self.src_dict.pad()).tolist()
+            if src and src[-1] == self.src_dict.eos():
+                src = src[:-1]
+            symbols = [self.src_dict[t] for t in src]
+            if self._bpe is None:
+                line = " ".join(symbols)
+                tokens = markup_format.whitespace_tokens(line)
+            elif hasattr(self._bpe, "sp"):  # exactly fairseq's decoding of the pieces
+                line, tokens = markup_format.sentencepiece_line(symbols)
+            else:  # GPT-2's decoding is lossless: the line re-tokenizes to its source
+                line = self._bpe.decode(" ".join(symbols))
+                tokens = markup_format.gpt2_tokens(self._bpe.bpe, line)
+            if [t.symbol for t in tokens] != symbols:
+                tokens = None  # the detokenized line does not re-tokenize to the source: no offsets
+                logger.warning("sentence %d: its detokenized line does not re-tokenize to its source tokens; "
+                               "its L- lines give no character offsets (-)", sid)
+            for span in span_entities(sentence_hypos, self.tgt_dict, self._bpe, resolver, alpha=1.0,
+                                      marginalize=self.cfg.marginalize):
+                if tokens is not None:
+                    a, b = markup_format.token_span_to_chars(line, tokens, span["start"], span["end"])
+                    start, end, mention = str(a), str(b), line[a:b]
+                    if a == b:
+                        continue  # a span of whitespace pieces only (a lone SentencePiece \u2581)
+                else:
+                    start, end, mention = "-", "-", self._token_text(src[span["start"]: span["end"]])
+                print(f"L-{sid}\t{start}\t{end}\t{span['score']:.6f}\t{span['id'] or '-'}\t"
+                      f"{span['identifier']}\t{mention}", flush=True)
+        return hypos
 
     # ---- training: grouped targets (--target-groups) and validation decoding (--eval-accuracy) ----
 
