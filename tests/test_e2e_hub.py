@@ -270,3 +270,39 @@ def test_span_entities_marginalizes_a_spans_identifiers_by_hand():
     plain = span_entities([h1, h2, h3], d, None, None, alpha=0.0)  # no table: the best hypothesis's own
     assert [(s["id"], s["identifier"], s["score"]) for s in plain] == [(None, "w3", pytest.approx(-0.6)),
                                                                       (None, "w5", pytest.approx(-2.2))]
+
+
+def test_genre_evaluate_end_to_end_model_dir_writes_what_link_returns(model_dir, hub, tmp_path):
+    """genre-evaluate --end-to-end --model-dir: its predictions are model.link's spans, and scoring the
+    written file with --predictions gives the same figures."""
+    import json
+
+    from genre_fairseq import evaluate
+
+    texts = ["Ich wohne in Deutschland und spreche Deutsch.", "Paris est la capitale de la France."]
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in [
+        {"id": "d1", "lang": "de", "text": texts[0], "mentions": [
+            {"start": 13, "end": 24, "entity_id": "territory:DE"}, {"start": 37, "end": 44, "entity_id": "language:de"}]},
+        {"id": "d2", "lang": "fr", "text": texts[1], "mentions": [{"start": 0, "end": 5, "entity_id": "territory:FR"}]},
+    ]), encoding="utf-8")
+    assert texts[0][13:24] == "Deutschland" and texts[0][37:44] == "Deutsch"
+    common = [str(gold), "--end-to-end", "--name-table", f"{model_dir}/cldr.names", "--quiet"]
+    pred, first, second = tmp_path / "pred.jsonl", tmp_path / "r1.json", tmp_path / "r2.json"
+    assert evaluate.main(common + ["--model-dir", model_dir, "--model-type", "mgenre", "--trie", f"{model_dir}/cldr.trie",
+                                   "--beam", "3", "--device", "cpu", "--write-predictions", str(pred),
+                                   "--output-json", str(first)]) == 0
+    expected = hub.link(texts, **files(model_dir), beam=3)
+    written = [json.loads(line) for line in pred.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in written] == ["d1", "d2"]
+    for record, spans in zip(written, expected):
+        assert [(m["start"], m["end"], m["entity_id"]) for m in record["mentions"]] == \
+            [(s["start"], s["end"], s["id"]) for s in spans]
+        for m in record["mentions"]:
+            assert m["mention"] == record["text"][m["start"]:m["end"]]
+    assert evaluate.main(common + ["--predictions", str(pred), "--output-json", str(second)]) == 0
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    for mode in ("strong", "weak", "md"):
+        assert a[mode] == b[mode], mode
+    assert a["documents"] == 2 and a["gold_mentions"] == 3
+    assert a["predicted_mentions"] == sum(len(spans) for spans in expected)
