@@ -10,7 +10,8 @@ the same way: ``SystemExit`` gives the status, and an uncaught exception goes to
 ``SystemExit`` is the status, else the traceback is printed and the status is 1.
 
 The rest of a fresh process is imitated where the commands' output depends on it: fairseq's
-commands log (INFO and up, fairseq's format) to stdout; torch uses one thread, as the tests'
+commands log (INFO and up, fairseq's format) to stdout, other programs' warnings go to stderr;
+torch uses one thread, as the tests'
 subprocesses (``OMP_NUM_THREADS=1``); the random generators (``random``, numpy, torch) are
 restored afterwards, so that a command seeding them does not change later tests.
 What a real process alone proves (the script in ``bin/``, the excepthook reached from the
@@ -28,12 +29,13 @@ import subprocess
 import sys
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 _LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 
 
 def _entry_point(command: str):
+    """The function the console script calls, and the name of its module."""
     found = list(entry_points(group="console_scripts", name=command))
     if not found:
         raise LookupError(f"{command}: no console script of that name in this environment")
@@ -41,12 +43,16 @@ def _entry_point(command: str):
     target = import_module(module)
     for part in attr.split("."):
         target = getattr(target, part)
-    return target
+    return target, module
 
 
 @contextlib.contextmanager
-def _fresh_process_state(stdout):
-    """One torch thread, fairseq's logging to ``stdout``, random states restored on exit."""
+def _fresh_process_state(stdout, stderr, fairseq_logging: bool):
+    """One torch thread, the process's logging, random states restored on exit.
+
+    fairseq's commands configure logging: INFO and up, their format, to stdout. Any other program
+    leaves it alone: WARNING and up, the bare message, to stderr (Python's last-resort handler).
+    """
     import numpy as np
     import torch
 
@@ -54,11 +60,15 @@ def _fresh_process_state(stdout):
     states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
     root = logging.getLogger()
     level = root.level
-    handler = logging.StreamHandler(stdout)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
-    handler.setLevel(logging.INFO)
+    if fairseq_logging:
+        handler = logging.StreamHandler(stdout)
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+        handler.setLevel(logging.INFO)
+        root.setLevel(logging.INFO)
+    else:
+        handler = logging.StreamHandler(stderr)
+        handler.setLevel(logging.WARNING)
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
     torch.set_num_threads(1)
     try:
         yield
@@ -82,8 +92,14 @@ def _status(code) -> int:
 
 def run(command: str, args: Sequence[object], input: Optional[str] = None) -> subprocess.CompletedProcess:
     """``subprocess.run([command, *args], input=input, capture_output=True, text=True)``, in this process."""
-    main = _entry_point(command)
-    argv = [command] + [str(a) for a in args]
+    main, module = _entry_point(command)
+    return call(main, [command] + [str(a) for a in args], input, fairseq_logging=module.startswith("fairseq_cli."))
+
+
+def call(main: Callable[[], object], argv: Sequence[str], input: Optional[str] = None,
+         fairseq_logging: bool = False) -> subprocess.CompletedProcess:
+    """A program whose ``__main__`` is ``sys.exit(main())``, run with ``sys.argv = argv``, as :func:`run` does."""
+    argv = list(argv)
     if "--user-dir" in argv:
         # fairseq imports a --user-dir only once per process: when the test imported the package before
         # fairseq, its import did not register the task; register() is what that import does
@@ -94,7 +110,7 @@ def run(command: str, args: Sequence[object], input: Optional[str] = None) -> su
     saved_argv, saved_stdin = sys.argv, sys.stdin
     sys.argv, sys.stdin = list(argv), io.StringIO(input or "")
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), _fresh_process_state(stdout):
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), _fresh_process_state(stdout, stderr, fairseq_logging):
             try:
                 returncode = _status(main())
             except SystemExit as e:
