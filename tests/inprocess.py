@@ -110,7 +110,8 @@ def call(main: Callable[[], object], argv: Sequence[str], input: Optional[str] =
     saved_argv, saved_stdin = sys.argv, sys.stdin
     sys.argv, sys.stdin = list(argv), io.StringIO(input or "")
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), _fresh_process_state(stdout, stderr, fairseq_logging):
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                _fresh_process_state(stdout, stderr, fairseq_logging):
             try:
                 returncode = _status(main())
             except SystemExit as e:

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(PLUGIN)
 
 
 #: Commands that run in this process (tests/inprocess.py) unless a test asks for a real process.
-IN_PROCESS = {"fairseq-preprocess", "fairseq-generate", "fairseq-interactive"}
+IN_PROCESS = {"fairseq-preprocess", "fairseq-generate", "fairseq-interactive", "genre-trie"}
 
 
 def run(cmd, real=False, **kw):
@@ -141,7 +141,8 @@ def test_missing_truncated_and_empty_tries_are_clear_errors(workdir, tmp_path):
 
 
 def test_conflicting_search_options_are_refused(workdir):
-    proc = _generate(workdir, "--trie", str(workdir / "kb.trie"), "--sampling", real=True)  # an error, in a real process
+    # an error of the task's set-up in a real process: one line, exit status != 0
+    proc = _generate(workdir, "--trie", str(workdir / "kb.trie"), "--sampling", real=True)
     assert proc.returncode != 0 and re.search(r"cannot be combined with --sampling", _last_error_line(proc))
 
 

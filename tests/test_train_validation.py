@@ -20,7 +20,7 @@ GENERATION = {"beam": 5, "max_len_b": 32}
 
 
 #: Commands that run in this process (tests/inprocess.py: one thread, the same output); training gets its own.
-IN_PROCESS = {"fairseq-preprocess", "fairseq-generate"}
+IN_PROCESS = {"fairseq-preprocess", "fairseq-generate", "genre-trie"}
 
 
 def run(cmd, **kw):
