@@ -35,7 +35,8 @@ def test_quickstart_train_script_rebuilds_a_consistent_model_directory(tmp_path)
 
     model = tmp_path / "model"
     proc = subprocess.run(["bash", os.path.join(QUICKSTART, "train.sh"), str(tmp_path / "work"), str(model)],
-                          capture_output=True, text=True, env=_env(QS_UPDATES="20", QS_LOCALES="de,en,ja"), timeout=900)
+                          capture_output=True, text=True, env=_env(QS_UPDATES="20", QS_LOCALES="de,en,ja"),
+                          timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "800 sentences linked in" in proc.stdout
     manifest = json.load(open(model / "MANIFEST.json", encoding="utf-8"))
