@@ -156,7 +156,8 @@ def quickstart_here(*args):
 
 def test_user_sentences_and_restriction_to_kb_languages(kb):
     proc = quickstart_here("--sentence", "Die Hauptstadt von [START]Italien[END] ist Rom.",
-                           "--sentence", "Wij wonen al jaren in [START] Duitsland [END] .", "--langs", "de", "--top", "5")
+                           "--sentence", "Wij wonen al jaren in [START] Duitsland [END] .",
+                           "--langs", "de", "--top", "5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     blocks = parse(proc.stdout)
     # markers are spaced as in training; every identifier is a German name of the KB

@@ -6,8 +6,8 @@
 #   WORKDIR    scratch directory (default: a new temporary directory)
 #   MODEL_DIR  where the model directory goes (default: examples/quickstart/model, the shipped one)
 # QS_UPDATES=N sets the training updates (default 12000, the shipped model); QS_THREADS the torch threads (default 1: with
-# other jobs on the same 2 cores, 2 threads ran 2-4x slower than 1 here); QS_LOCALES=de,en,... the CLDR locales of the KB
-# (default: make_kb.py's 16; fewer make a smaller KB and a quicker smoke run, as tests/test_examples.py does).
+# other jobs on the same 2 cores, 2 threads ran 2-4x slower than 1 here); QS_LOCALES=de,en,... the CLDR locales of
+# the KB (default: make_kb.py's 16; fewer make a smaller KB and a quicker smoke run, as tests/test_examples.py does).
 # Needs babel (pip install -e ".[test]"); the wall time is in docs/quickstart.md.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
