@@ -25,6 +25,8 @@ from fairseq.models.bart import BARTModel
 import genre_fairseq
 from genre_fairseq import checkpoints
 
+from . import inprocess
+
 genre_fairseq.register()  # what fairseq's --user-dir does, whatever imported the package before
 
 PLUGIN_DIR = Path(genre_fairseq.__file__).resolve().parent
@@ -82,9 +84,10 @@ def ckpt(tmp_path_factory):
     rng = np.random.default_rng(0)
     for split, n in (("train", 64), ("valid", 8), ("test", N_TEST)):
         _write_split(raw, split, n, rng)
-    _check(_run([_cli("fairseq-preprocess"), "--source-lang", "src", "--target-lang", "tgt",
-                 "--trainpref", raw / "train", "--validpref", raw / "valid", "--testpref", raw / "test",
-                 "--destdir", data, "--joined-dictionary", "--workers", "1"], root))
+    # in this process (tests/inprocess.py): binarizing loads no checkpoint, and its files are the same
+    _check(inprocess.run("fairseq-preprocess", [
+        "--source-lang", "src", "--target-lang", "tgt", "--trainpref", raw / "train", "--validpref", raw / "valid",
+        "--testpref", raw / "test", "--destdir", data, "--joined-dictionary", "--workers", "1"]))
     # --eval-bleu makes fairseq keep numpy arrays (BLEU n-gram counts) in extra_state["metrics"].
     _check(_run([_cli("fairseq-train"), data, "--user-dir", PLUGIN_DIR, "--task", "translation",
                  "--arch", "genre_tiny", "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000",

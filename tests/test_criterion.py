@@ -16,6 +16,8 @@ import genre_fairseq  # noqa: F401  registers the task and the criterion
 from genre_fairseq.criterions import marginal_nll_loss
 from genre_fairseq.task import GroupedTargetsDataset, decoding_rows, read_group_ids
 
+from . import inprocess
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(ROOT, "genre_fairseq")
 BIN = os.path.dirname(sys.executable)
@@ -262,6 +264,8 @@ def test_grouped_dataset_refuses_malformed_groups(tmp_path):
 # ---- fairseq-train --criterion genre_marginal ----
 
 def _run(cmd):
+    if cmd[0] in ("fairseq-preprocess", "fairseq-generate", "genre-trie"):
+        return inprocess.run(cmd[0], cmd[1:])  # in this process (tests/inprocess.py): the same output
     # one thread per process: tiny models on shared cores run several times faster than with contended threads
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     return subprocess.run([os.path.join(BIN, cmd[0])] + cmd[1:], capture_output=True, text=True, timeout=900,

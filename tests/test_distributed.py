@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 import genre_fairseq
 from genre_fairseq import distributed
 
+from . import inprocess
+
 genre_fairseq.register()  # what fairseq's --user-dir does: the torchrun detection
 genre_fairseq.apply_fairseq_fixes()  # what the genre task does: the allow-list and the broadcast
 
@@ -60,9 +62,9 @@ def workdir(tmp_path_factory):
     """The demo's synthetic data, binarized."""
     w = tmp_path_factory.mktemp("distributed")
     check(run([sys.executable, os.path.join(ROOT, "examples", "demo", "make_data.py"), str(w)]))
-    check(run(["fairseq-preprocess", "--source-lang", "source", "--target-lang", "target",
-               "--trainpref", str(w / "train"), "--validpref", str(w / "valid"), "--destdir", str(w / "bin"),
-               "--joined-dictionary", "--workers", "1"]))
+    check(inprocess.run("fairseq-preprocess", [  # in this process (tests/inprocess.py): the same files
+        "--source-lang", "source", "--target-lang", "target", "--trainpref", str(w / "train"),
+        "--validpref", str(w / "valid"), "--destdir", str(w / "bin"), "--joined-dictionary", "--workers", "1"]))
     return w
 
 

@@ -9,13 +9,21 @@ import pytest
 
 from genre_fairseq.prefix_tree import PrefixTree
 
+from . import inprocess
+
 PLUGIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "genre_fairseq")
 BIN = os.path.dirname(sys.executable)
 
 ROOT = os.path.dirname(PLUGIN)
 
 
-def run(cmd, **kw):
+#: Commands that run in this process (tests/inprocess.py) unless a test asks for a real process.
+IN_PROCESS = {"fairseq-preprocess", "fairseq-generate", "fairseq-interactive", "genre-trie"}
+
+
+def run(cmd, real=False, **kw):
+    if cmd[0] in IN_PROCESS and not real:
+        return inprocess.run(cmd[0], cmd[1:], input=kw.get("input"))
     exe = os.path.join(BIN, cmd[0])
     return subprocess.run([exe] + cmd[1:], capture_output=True, text=True, timeout=600, **kw)
 
@@ -52,8 +60,8 @@ def workdir(tmp_path_factory):
     return w
 
 
-def _generate(w, *extra):
-    return run([
+def _generate(w, *extra, real=False):
+    return run(real=real, cmd=[
         "fairseq-generate", str(w / "bin"), "--user-dir", PLUGIN, "--task", "genre",
         "--path", str(w / "ckpt" / "checkpoint_last.pt"), "--gen-subset", "test",
         # --batch-size 4 with fairseq's default --required-batch-size-multiple 8 would drop
@@ -67,7 +75,7 @@ def _hypotheses(stdout):
 
 
 def test_every_generated_hypothesis_is_a_trie_sequence(workdir):
-    out = check(_generate(workdir, "--trie", str(workdir / "kb.trie"))).stdout
+    out = check(_generate(workdir, "--trie", str(workdir / "kb.trie"), real=True)).stdout  # the command itself
     hyps = _hypotheses(out)
     valid = {line.strip() for line in open(workdir / "kb.txt")}
     assert len(hyps) == 12 * 5
@@ -93,7 +101,7 @@ def test_interactive_with_trie(workdir):
         ["fairseq-interactive", str(workdir / "bin"), "--user-dir", PLUGIN, "--task", "genre",
          "--source-lang", "source", "--target-lang", "target", "--trie", str(workdir / "kb.trie"),
          "--path", str(workdir / "ckpt" / "checkpoint_last.pt"), "--beam", "3", "--nbest", "3", "--cpu"],
-        input="the [START] al be [END] of en\n[START] ha [END] de\n",
+        input="the [START] al be [END] of en\n[START] ha [END] de\n", real=True,  # the command itself, its stdin
     )
     check(proc)
     hyps = _hypotheses(proc.stdout)
@@ -133,7 +141,8 @@ def test_missing_truncated_and_empty_tries_are_clear_errors(workdir, tmp_path):
 
 
 def test_conflicting_search_options_are_refused(workdir):
-    proc = _generate(workdir, "--trie", str(workdir / "kb.trie"), "--sampling")
+    # an error of the task's set-up in a real process: one line, exit status != 0
+    proc = _generate(workdir, "--trie", str(workdir / "kb.trie"), "--sampling", real=True)
     assert proc.returncode != 0 and re.search(r"cannot be combined with --sampling", _last_error_line(proc))
 
 

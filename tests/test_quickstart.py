@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from . import inprocess
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QS = os.path.join(ROOT, "examples", "quickstart")
 MODEL = os.path.join(QS, "model")
@@ -142,9 +144,20 @@ def test_shipped_model_directory_is_consistent_and_small():
     assert total <= 20 * 2**20
 
 
+def quickstart_here(*args):
+    """``python -m examples.quickstart`` in this process (its __main__.py is ``sys.exit(link.main())``)."""
+    sys.path.insert(0, QS)
+    try:
+        from link import main
+    finally:
+        sys.path.remove(QS)
+    return inprocess.call(main, ["examples.quickstart", *args])
+
+
 def test_user_sentences_and_restriction_to_kb_languages(kb):
-    proc = quickstart("--sentence", "Die Hauptstadt von [START]Italien[END] ist Rom.",
-                      "--sentence", "Wij wonen al jaren in [START] Duitsland [END] .", "--langs", "de", "--top", "5")
+    proc = quickstart_here("--sentence", "Die Hauptstadt von [START]Italien[END] ist Rom.",
+                           "--sentence", "Wij wonen al jaren in [START] Duitsland [END] .",
+                           "--langs", "de", "--top", "5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     blocks = parse(proc.stdout)
     # markers are spaced as in training; every identifier is a German name of the KB
@@ -217,13 +230,13 @@ def test_a_missing_model_file_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and out.err == f"quickstart: error: {tmp_path / 'nothing.txt'}: file not found\n"
 
 
-def test_inspect_shows_tree_samples_as_text(tmp_path):
+def test_inspect_shows_tree_samples_as_text(tmp_path, monkeypatch):
     """genre-trie inspect --dict [--sentencepiece]: the shipped tree's samples as symbols, then as identifiers."""
     trie, vocab, spm = (os.path.join(MODEL, n) for n in ("cldr.trie", "dict.target.txt", "spm.model"))
+    monkeypatch.chdir(tmp_path)
 
-    def inspect(*extra):
-        return subprocess.run(["genre-trie", "inspect", trie, "--samples", "3", *extra], cwd=tmp_path, env=ENV,
-                              capture_output=True, text=True, timeout=300, check=False)
+    def inspect(*extra):  # in this process (tests/inprocess.py): the same output and exit status
+        return inprocess.run("genre-trie", ["inspect", trie, "--samples", "3", *extra])
 
     import sentencepiece
 

@@ -11,13 +11,21 @@ import sys
 
 import pytest
 
+from . import inprocess
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(ROOT, "genre_fairseq")
 BIN = os.path.dirname(sys.executable)
 GENERATION = {"beam": 5, "max_len_b": 32}
 
 
+#: Commands that run in this process (tests/inprocess.py: one thread, the same output); training gets its own.
+IN_PROCESS = {"fairseq-preprocess", "fairseq-generate", "genre-trie"}
+
+
 def run(cmd, **kw):
+    if cmd[0] in IN_PROCESS:
+        return inprocess.run(cmd[0], cmd[1:])
     # one thread per process: tiny models on shared cores run several times faster than with contended threads
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     return subprocess.run([os.path.join(BIN, cmd[0])] + cmd[1:], capture_output=True, text=True, timeout=900,

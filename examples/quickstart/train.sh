@@ -6,7 +6,8 @@
 #   WORKDIR    scratch directory (default: a new temporary directory)
 #   MODEL_DIR  where the model directory goes (default: examples/quickstart/model, the shipped one)
 # QS_UPDATES=N sets the training updates (default 12000, the shipped model); QS_THREADS the torch threads (default 1: with
-# other jobs on the same 2 cores, 2 threads ran 2-4x slower than 1 here).
+# other jobs on the same 2 cores, 2 threads ran 2-4x slower than 1 here); QS_LOCALES=de,en,... the CLDR locales of
+# the KB (default: make_kb.py's 16; fewer make a smaller KB and a quicker smoke run, as tests/test_examples.py does).
 # Needs babel (pip install -e ".[test]"); the wall time is in docs/quickstart.md.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,8 +19,8 @@ export OMP_NUM_THREADS="${QS_THREADS:-1}" PYTHONWARNINGS=ignore
 mkdir -p "$work"
 started=$(date +%s)
 
-echo "== 1/7 knowledge base: CLDR territories, regions, languages, currencies in 16 languages"
-python "$here/make_kb.py" --output "$work/cldr.tsv"
+echo "== 1/7 knowledge base: CLDR territories, regions, languages, currencies in ${QS_LOCALES:-16 languages}"
+python "$here/make_kb.py" --output "$work/cldr.tsv" ${QS_LOCALES:+--locales "$QS_LOCALES"}
 
 echo "== 2/7 training pairs: names in templated sentences (templates.tsv) -> 'name >> lang'"
 python "$here/make_data.py" --kb "$work/cldr.tsv" --outdir "$work" --per-name 4 --valid 800 --seed 1 \
