@@ -36,6 +36,6 @@ def test_usable_values_pass(overrides):
 
 @pytest.mark.parametrize("overrides,flag", [({"min_len": 50}, "--min-len"), ({"prefix_size": 1}, "--prefix-size")])
 def test_options_that_fight_the_tree_are_refused(overrides, flag):
-    task = SimpleNamespace(prefix_tree=object(), cfg=SimpleNamespace(candidate_multiple=2))
+    task = SimpleNamespace(prefix_tree=object(), cfg=SimpleNamespace(candidate_multiple=2, end_to_end=False))
     with pytest.raises(GenreError, match=f"cannot be combined with {flag}"):
         GenreTask.build_generator(task, [], _args(**overrides))

@@ -30,18 +30,22 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from genre_fairseq.dictionary import SymbolDictionary
+
 __all__ = ["EncodeStats", "GPT2Tokenizer", "load_dictionary", "SentencePieceTokenizer", "TargetEncoder", "TokenizerSpec",
            "encode_identifiers"]
 
 
 def load_dictionary(path: str):
-    """A fairseq dictionary from ``--dict PATH``; ``ValueError`` naming the option and the file otherwise."""
-    from fairseq.data import Dictionary
+    """A fairseq dictionary from ``--dict PATH``; ``ValueError`` naming the option and the file otherwise.
 
+    Read without fairseq (``genre_fairseq.dictionary``: the same ids), so that building a tree does not
+    import torch.
+    """
     if not os.path.isfile(path):
         raise ValueError(f"--dict {path}: file not found")
     try:
-        return Dictionary.load(path)
+        return SymbolDictionary.load(path)
     except (ValueError, RuntimeError, UnicodeDecodeError, IndexError) as e:
         raise ValueError(f"--dict {path}: not a fairseq dictionary ({e})") from None
 
@@ -200,9 +204,7 @@ _worker_encoder: Optional[TargetEncoder] = None
 
 def _init_worker(spec: TokenizerSpec, dict_path: str) -> None:
     global _worker_encoder
-    from fairseq.data import Dictionary
-
-    _worker_encoder = TargetEncoder(spec.build(), Dictionary.load(dict_path))
+    _worker_encoder = TargetEncoder(spec.build(), SymbolDictionary.load(dict_path))
 
 
 def _encode_chunk(texts: List[str]) -> Tuple[np.ndarray, np.ndarray, List[Tuple[int, str]]]:
@@ -243,13 +245,11 @@ def encode_identifiers(
 
     Failed identifiers are left out and counted in ``stats``; ``strict`` raises on the first one.
     """
-    from fairseq.data import Dictionary
-
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if stats is None:
         stats = EncodeStats()
-    eos = Dictionary.load(dict_path).eos()
+    eos = SymbolDictionary.load(dict_path).eos()
     flats: List[np.ndarray] = []
     lengths_parts: List[np.ndarray] = []
     bar = tqdm(total=total, desc="encoding", unit=" names", disable=not progress, smoothing=0.1)

@@ -558,7 +558,7 @@ def _prepare_one(mention: Mention, gold: str, writer: SplitWriter, chooser: Targ
 def binarize(args: argparse.Namespace, writers: Dict[str, SplitWriter]) -> Dict[str, int]:
     """Run fairseq-preprocess on the written splits into ``args.destdir``; examples per binarized split."""
     from fairseq import options
-    from fairseq.data import data_utils
+    from fairseq.data import Dictionary, data_utils
 
     splits = {split: w for split, w in writers.items() if w.examples > 0}
     if "train" in writers and "train" not in splits:
@@ -584,7 +584,7 @@ def binarize(args: argparse.Namespace, writers: Dict[str, SplitWriter]) -> Dict[
             quiet.removeHandler(handler)
             handler.close()
     counts = {}
-    dictionary = load_dictionary(os.path.join(args.destdir, "dict.source.txt"))
+    dictionary = Dictionary.load(os.path.join(args.destdir, "dict.source.txt"))  # fairseq's: its datasets read it
     for split, writer in splits.items():
         for side in ("source", "target"):
             data = data_utils.load_indexed_dataset(os.path.join(args.destdir, f"{split}.source-target.{side}"),
