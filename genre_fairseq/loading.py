@@ -24,11 +24,14 @@ project replace checkpoint files by renaming, which is safe).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import logging
 import os
+import threading
 import zipfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -37,7 +40,7 @@ from .checkpoints import allow_fairseq_checkpoint_globals
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_checkpoint", "build_on_meta", "build_for_checkpoint", "assign_state_dict", "load_model_ensemble_and_task"]
+__all__ = ["read_checkpoint", "build_on_meta", "build_for_checkpoint", "ordinary_builds", "map_fairseq_model_loads", "assign_state_dict", "load_model_ensemble_and_task"]
 
 
 def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -> dict:
@@ -180,15 +183,35 @@ def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor
     return _meta_tensors(model)
 
 
+# Set while a model must be built the ordinary way (random init, then copy): the fallback below.
+_ordinary_builds = threading.local()
+
+
+@contextlib.contextmanager
+def ordinary_builds() -> Iterator[None]:
+    """Within this block :func:`build_for_checkpoint` builds and loads as fairseq does (no meta)."""
+    previous = getattr(_ordinary_builds, "on", False)
+    _ordinary_builds.on = True
+    try:
+        yield
+    finally:
+        _ordinary_builds.on = previous
+
+
 def build_for_checkpoint(build, *args, **kwargs) -> torch.nn.Module:
-    """``build`` on meta, for fairseq's own loader: the model's ``load_state_dict`` then assigns.
+    """``build`` on meta, for fairseq's own loader: the model's next ``load_state_dict`` assigns.
 
     For a task's ``build_model(cfg, from_checkpoint=True)`` (``fairseq-generate --path``), whose
-    result fairseq's ``load_model_ensemble_and_task`` fills with ``model.load_state_dict``.
+    result fairseq's ``load_model_ensemble_and_task`` fills with ``model.load_state_dict``. That first
+    call assigns the checkpoint's tensors; later calls are the model class's own (copying) again.
+    Inside :func:`ordinary_builds`, or if the checkpoint leaves a tensor unset, fairseq's way is used.
     """
+    if getattr(_ordinary_builds, "on", False):
+        return build(*args, **kwargs)
     model = build_on_meta(build, *args, **kwargs)
 
     def load_state_dict(state_dict, strict=True, model_cfg=None, args=None):
+        del model.load_state_dict  # one assignment; the class's method from now on
         if not strict:
             raise ValueError("a model built on meta loads strictly (every tensor must be in the checkpoint)")
         left = assign_state_dict(model, state_dict, model_cfg)
@@ -200,6 +223,56 @@ def build_for_checkpoint(build, *args, **kwargs) -> torch.nn.Module:
     return model
 
 
+def _mapped_load_checkpoint_to_cpu(original):
+    """fairseq's ``load_checkpoint_to_cpu`` reading a local zip checkpoint with :func:`read_checkpoint`."""
+
+    @functools.wraps(original)
+    def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
+        if getattr(_mapped_reads, "depth", 0) and os.path.isfile(path) and zipfile.is_zipfile(path):
+            return read_checkpoint(path, arg_overrides)
+        return original(path, arg_overrides, load_on_all_ranks)
+
+    load_checkpoint_to_cpu._genre_mapped = True
+    return load_checkpoint_to_cpu
+
+
+def _scoped_load_model_ensemble_and_task(original):
+    """fairseq's ``load_model_ensemble_and_task`` with its checkpoint reads mapped for its duration."""
+
+    @functools.wraps(original)
+    def load_model_ensemble_and_task(*args, **kwargs):
+        _mapped_reads.depth = getattr(_mapped_reads, "depth", 0) + 1
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _mapped_reads.depth -= 1
+
+    load_model_ensemble_and_task._genre_mapped = True
+    return load_model_ensemble_and_task
+
+
+_mapped_reads = threading.local()
+
+
+def map_fairseq_model_loads() -> None:
+    """Make fairseq's model loading (``load_model_ensemble[_and_task]``, what ``fairseq-generate --path``
+    uses) read local zip checkpoints with ``torch.load(mmap=True)``; idempotent.
+
+    Only reads made inside ``load_model_ensemble_and_task`` are mapped: the trainer's
+    ``load_checkpoint`` (resuming, whose optimizer state is then updated in place and whose file is
+    rewritten) reads as before. The mapped tensors are copy-on-write, so a model loaded this way must
+    not outlive an in-place rewrite of its file (fairseq writes checkpoints in place; load the model
+    for inference, or copy it first, when training writes the same path).
+    """
+    from fairseq import checkpoint_utils
+
+    if not getattr(checkpoint_utils.load_checkpoint_to_cpu, "_genre_mapped", False):
+        checkpoint_utils.load_checkpoint_to_cpu = _mapped_load_checkpoint_to_cpu(checkpoint_utils.load_checkpoint_to_cpu)
+    if not getattr(checkpoint_utils.load_model_ensemble_and_task, "_genre_mapped", False):
+        checkpoint_utils.load_model_ensemble_and_task = _scoped_load_model_ensemble_and_task(
+            checkpoint_utils.load_model_ensemble_and_task)
+
+
 def _build_and_load(task, cfg, state: dict) -> Optional[torch.nn.Module]:
     """The model of ``state`` built on meta and assigned its tensors, or None if some are left unset."""
     build = task.build_model
@@ -209,6 +282,7 @@ def _build_and_load(task, cfg, state: dict) -> Optional[torch.nn.Module]:
     if history and "num_updates" in history[-1]:
         model.set_num_updates(history[-1]["num_updates"])
     left = assign_state_dict(model, state["model"], cfg.model)
+    model.__dict__.pop("load_state_dict", None)  # build_model's one-shot assignment (build_for_checkpoint) is spent
     if left:
         logger.warning("%d tensors are not in the checkpoint and cannot be rebuilt (%s): loading the "
                        "ordinary way", len(left), ", ".join(left[:3]))
@@ -241,6 +315,7 @@ def load_model_ensemble_and_task(
         model = _build_and_load(task, cfg, state)
         del state
         if model is None:
-            (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides, task=task)
+            with ordinary_builds():
+                (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides, task=task)
         models.append(model)
     return models, cfg, task
