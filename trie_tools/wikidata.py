@@ -32,6 +32,7 @@ from typing import (
     NamedTuple,
     Optional,
     Tuple,
+    Union,
 )
 
 from ._io import InputError, PathLike, ReadStats, open_binary
@@ -40,6 +41,10 @@ try:  # 2-3x faster than json on dump lines; json decides every line orjson refu
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - orjson is an install requirement
     _fast_loads = json.loads
+try:  # decodes only the fields kept (see _classify_item): 3-5x faster than orjson on dump lines
+    import msgspec as _msgspec
+except ImportError:  # pragma: no cover - msgspec is an install requirement
+    _msgspec = None
 
 __all__ = ["WIKIMEDIA_INTERNAL_CLASSES", "NON_WIKIPEDIA_SITES", "InputError", "WikidataEntity", "WikidataStats",
            "iter_entities", "wikipedia_language"]
@@ -169,6 +174,103 @@ def _names(obj: Dict[str, Any], langs: Optional[frozenset]) -> WikidataEntity:
     return WikidataEntity(obj["id"], sitelinks, labels, aliases)
 
 
+# The fast path: msgspec decodes a line into the few fields kept, typed, skipping (but validating)
+# the rest: descriptions, every claim but P31/P279, qualifiers, references, badges. A line that
+# msgspec refuses, or whose accepted shape the full parse would treat differently (a non-empty
+# list where a map belongs: PHP's serialization of empty maps is the only list the dump writes),
+# goes to the full parse, so records, counts and error messages are the full parse's.
+if _msgspec is not None:
+    _UNSET = _msgspec.UNSET
+
+    class _Value(_msgspec.Struct):
+        id: str = _UNSET
+        numeric_id: int = _msgspec.field(default=_UNSET, name="numeric-id")
+
+    class _DataValue(_msgspec.Struct):
+        value: _Value = _UNSET
+
+    class _Snak(_msgspec.Struct):
+        datavalue: _DataValue = _UNSET
+
+    class _Statement(_msgspec.Struct):
+        mainsnak: _Snak = _UNSET
+
+    class _Claims(_msgspec.Struct):
+        P31: List[_Statement] = _UNSET
+        P279: List[_Statement] = _UNSET
+
+    class _Term(_msgspec.Struct):
+        value: str
+
+    class _Sitelink(_msgspec.Struct):
+        title: str
+
+    class _Item(_msgspec.Struct):
+        id: Any = None
+        type: Any = "item"
+        labels: Union[Dict[str, _Term], List[Any]] = _UNSET
+        aliases: Union[Dict[str, List[_Term]], List[Any]] = _UNSET
+        claims: Union[_Claims, List[Any]] = _UNSET
+        sitelinks: Union[Dict[str, _Sitelink], List[Any]] = _UNSET
+
+    _decode_item = _msgspec.json.Decoder(_Item).decode
+else:  # pragma: no cover - msgspec is an install requirement
+    _decode_item = None
+
+
+def _classify_item(item: Any, classes: frozenset, langs: Optional[frozenset]) -> Optional[Tuple[int, Any]]:
+    """:func:`_parse_full`'s verdict on a line msgspec decoded as ``_Item``, or None to ask it."""
+    entity_id = item.id
+    if not isinstance(entity_id, str) or not entity_id:
+        return _MALFORMED, "missing id"
+    control = _CONTROL.search(entity_id)
+    if control:
+        return _MALFORMED, f"entity id {entity_id!r} contains the control character U+{ord(control.group()):04X}"
+    if item.type != "item" or not entity_id.startswith("Q"):
+        return _NON_ITEM, None
+    claims, links, labels, aliases = item.claims, item.sitelinks, item.labels, item.aliases
+    if ((claims.__class__ is list and claims) or (links.__class__ is list and links)
+            or (labels.__class__ is list and labels) or (aliases.__class__ is list and aliases)):
+        return None  # the full parse reports these as unexpected structure
+    if claims and classes and claims.__class__ is _Claims:
+        for statements in (claims.P31, claims.P279):
+            if statements is _UNSET:
+                continue
+            for statement in statements:
+                snak = statement.mainsnak
+                if snak is _UNSET or snak.datavalue is _UNSET or snak.datavalue.value is _UNSET:
+                    continue  # "novalue" and "somevalue" snaks carry no datavalue
+                value = snak.datavalue.value
+                target = value.id
+                if target is _UNSET:
+                    target = None if value.numeric_id is _UNSET else f"Q{value.numeric_id}"
+                if target in classes:
+                    return _FILTERED, None
+    sitelinks: Dict[str, str] = {}
+    if links:
+        cache = _site_language
+        for site, link in links.items():
+            lang = cache.get(site, _UNSEEN)
+            if lang is _UNSEEN:
+                lang = cache[site] = wikipedia_language(site)
+            if lang is not None and (langs is None or lang in langs):
+                sitelinks[lang] = link.title
+    if not labels:
+        labels = {}
+    elif langs is None:
+        labels = {lang: label.value for lang, label in labels.items()}
+    else:
+        labels = {lang: label.value for lang, label in labels.items() if lang in langs}
+    if not aliases:
+        aliases = {}
+    else:
+        aliases = {lang: [a.value for a in values] for lang, values in aliases.items()
+                   if values and (langs is None or lang in langs)}
+    if not (sitelinks or labels or aliases):
+        return _EMPTY, None
+    return _KEPT, WikidataEntity(entity_id, sitelinks, labels, aliases)
+
+
 def _parse_line(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> Tuple[int, Any]:
     """Classify one dump line; the payload is the entity if kept, the reason if malformed."""
     line = line.strip()
@@ -176,6 +278,22 @@ def _parse_line(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> 
         line = line[:-1]
     if not line or line == b"[" or line == b"]":
         return _SKIP, None
+    if _decode_item is not None:
+        try:
+            if not line.isascii():  # msgspec does not check the UTF-8 of the strings it skips
+                line.decode("utf-8")
+            item = _decode_item(line)
+        except (UnicodeDecodeError, _msgspec.DecodeError):  # also ValidationError: a shape not taken here
+            pass
+        else:
+            result = _classify_item(item, classes, langs)
+            if result is not None:
+                return result
+    return _parse_full(line, classes, langs)
+
+
+def _parse_full(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> Tuple[int, Any]:
+    """:func:`_parse_line` on the whole parsed line: the reference, and the verdict on every unusual line."""
     try:
         obj = _fast_loads(line)
     except (ValueError, TypeError):
