@@ -16,10 +16,20 @@ with one. It pays only when JSON decoding, not decompression or the consumer, is
 """
 from __future__ import annotations
 
+import codecs
+import gc
+import io
 import json
 import logging
 import multiprocessing
+import operator
+import os
+import queue
 import re
+import shutil
+import subprocess
+import tempfile
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import (
@@ -89,7 +99,8 @@ NON_WIKIPEDIA_SITES: frozenset[str] = frozenset(
 # "wikiquote", "wikisource", "wiktionary", ... and never match.
 _WIKIPEDIA_SITE = re.compile(r"([a-z]{2,3}(?:_[a-z0-9]+)*|simple)wiki\Z")
 
-DEFAULT_BLOCK_BYTES = 1 << 22
+# Small enough for a block and its lines to stay in the CPU's cache (1.5x faster than 4 MiB)
+DEFAULT_BLOCK_BYTES = 1 << 18
 
 # A C0 control character (NUL, tab, newline, ...) cannot be stored in an id or a language code of
 # a name table or a TSV line: such an item is malformed (counted with its line), not an abort later.
@@ -182,30 +193,30 @@ def _names(obj: Dict[str, Any], langs: Optional[frozenset]) -> WikidataEntity:
 if _msgspec is not None:
     _UNSET = _msgspec.UNSET
 
-    class _Value(_msgspec.Struct):
+    class _Value(_msgspec.Struct, gc=False):
         id: str = _UNSET
         numeric_id: int = _msgspec.field(default=_UNSET, name="numeric-id")
 
-    class _DataValue(_msgspec.Struct):
+    class _DataValue(_msgspec.Struct, gc=False):
         value: _Value = _UNSET
 
-    class _Snak(_msgspec.Struct):
+    class _Snak(_msgspec.Struct, gc=False):
         datavalue: _DataValue = _UNSET
 
-    class _Statement(_msgspec.Struct):
+    class _Statement(_msgspec.Struct, gc=False):
         mainsnak: _Snak = _UNSET
 
-    class _Claims(_msgspec.Struct):
+    class _Claims(_msgspec.Struct, gc=False):
         P31: List[_Statement] = _UNSET
         P279: List[_Statement] = _UNSET
 
-    class _Term(_msgspec.Struct):
+    class _Term(_msgspec.Struct, gc=False):
         value: str
 
-    class _Sitelink(_msgspec.Struct):
+    class _Sitelink(_msgspec.Struct, gc=False):
         title: str
 
-    class _Item(_msgspec.Struct):
+    class _Item(_msgspec.Struct, gc=False):
         id: Any = None
         type: Any = "item"
         labels: Union[Dict[str, _Term], List[Any]] = _UNSET
@@ -214,6 +225,7 @@ if _msgspec is not None:
         sitelinks: Union[Dict[str, _Sitelink], List[Any]] = _UNSET
 
     _decode_item = _msgspec.json.Decoder(_Item).decode
+    _value = operator.attrgetter("value")
 else:  # pragma: no cover - msgspec is an install requirement
     _decode_item = None
 
@@ -255,16 +267,17 @@ def _classify_item(item: Any, classes: frozenset, langs: Optional[frozenset]) ->
                 lang = cache[site] = wikipedia_language(site)
             if lang is not None and (langs is None or lang in langs):
                 sitelinks[lang] = link.title
+    # map() with attrgetter iterates in C: this is the hot path after decoding
     if not labels:
         labels = {}
     elif langs is None:
-        labels = {lang: label.value for lang, label in labels.items()}
+        labels = dict(zip(labels, map(_value, labels.values())))
     else:
         labels = {lang: label.value for lang, label in labels.items() if lang in langs}
     if not aliases:
         aliases = {}
     else:
-        aliases = {lang: [a.value for a in values] for lang, values in aliases.items()
+        aliases = {lang: list(map(_value, values)) for lang, values in aliases.items()
                    if values and (langs is None or lang in langs)}
     if not (sitelinks or labels or aliases):
         return _EMPTY, None
@@ -327,30 +340,163 @@ def _parse_full(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> 
     return _KEPT, entity
 
 
-def _parse_block(
-    first_line: int, block: bytes, classes: frozenset, langs: Optional[frozenset]
-) -> List[Tuple[int, int, Any]]:
-    """Parse a block of whole lines; return (outcome, line number, payload) for every non-skipped line."""
-    out = []
-    for offset, line in enumerate(block.split(b"\n")):
-        outcome, payload = _parse_line(line, classes, langs)
-        if outcome != _SKIP:
-            out.append((outcome, first_line + offset, payload))
-    return out
+def _parse_object(view: memoryview, valid_utf8: bool, classes: frozenset, langs: Optional[frozenset]) -> Tuple[int, Any]:
+    """:func:`_parse_line` of a line that is one ``{...}`` (no whitespace or comma around), unsliced."""
+    try:
+        if not valid_utf8:  # msgspec does not check the UTF-8 of the strings it skips
+            codecs.utf_8_decode(view, "strict", True)
+        item = _decode_item(view)
+    except (UnicodeDecodeError, _msgspec.DecodeError):  # also ValidationError: a shape not taken here
+        item = None
+    if item is not None:
+        result = _classify_item(item, classes, langs)
+        if result is not None:
+            return result
+    return _parse_full(bytes(view), classes, langs)
 
 
-def _blocks(fh: BinaryIO, block_bytes: int) -> Iterator[Tuple[int, bytes]]:
-    """Blocks of about `block_bytes` ending at a line end, with the number of their first line."""
+def _parse_block(block: bytes, classes: frozenset, langs: Optional[frozenset]) -> Tuple[int, List[Tuple[int, int, Any]]]:
+    """Parse a block of whole lines: its number of newlines, and (outcome, line index, payload) for every non-skipped line."""
+    out: List[Tuple[int, int, Any]] = []
+    view = memoryview(block)
+    fast = _decode_item is not None
+    valid_utf8 = block.isascii()
+    if fast and not valid_utf8:
+        try:  # lines are cut at newlines, so each line of a valid block is valid
+            block.decode("utf-8")
+            valid_utf8 = True
+        except UnicodeDecodeError:
+            pass
+    start, size, index = 0, len(block), 0
+    # The records and the parsed lines hold no reference cycles: the cyclic collector, which would
+    # run every few hundred objects and find nothing, is paused for the block (10% of the time).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        while start < size:
+            end = block.find(b"\n", start)
+            if end < 0:
+                end = size
+            stop = end - 1 if end > start and block[end - 1] == 44 else end  # 44: ","
+            # A line "{...}" or "{...}," is what line.strip() and dropping the comma leave as it is.
+            if fast and stop > start and block[start] == 123 and block[stop - 1] == 125:  # "{", "}"
+                outcome, payload = _parse_object(view[start:stop], valid_utf8, classes, langs)
+            else:
+                outcome, payload = _parse_line(block[start:end], classes, langs)
+            if outcome != _SKIP:
+                out.append((outcome, index, payload))
+            start, index = end + 1, index + 1
+    finally:
+        if collecting:
+            gc.enable()
+    return index if block.endswith(b"\n") else index - 1, out
+
+
+def _blocks(fh: BinaryIO, block_bytes: int) -> Iterator[bytes]:
+    """Blocks of about `block_bytes` ending at a line end (the last one may not)."""
     # One bytes object per block, not a list of lines: it pickles to the workers as one copy.
-    first = 1
     while True:
         block = fh.read(block_bytes)
         if not block:
             return
         if not block.endswith(b"\n"):
             block += fh.readline()
-        yield first, block
-        first += block.count(b"\n")
+        yield block
+
+
+def _read_ahead(blocks: Iterator[bytes], depth: int) -> Iterator[bytes]:
+    """``blocks`` produced by a thread up to `depth` ahead, so that reading and decompressing
+    (zlib, bz2 and pipe reads release the GIL) overlap the parsing; its errors are raised in order."""
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                if not put((None, block)):
+                    return
+            put((None, None))
+        except BaseException as err:  # handed to the consumer, raised there
+            put((err, None))
+
+    thread = threading.Thread(target=produce, name="wikidata-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            err, block = ready.get()
+            if err is not None:
+                raise err
+            if block is None:
+                return
+            yield block
+    finally:
+        stop.set()
+        thread.join()
+
+
+# Parallel decompressors used when on PATH (decompress="auto"): the Debian packages pigz and lbzip2.
+# pigz decompresses in one thread but reads, checks and writes in others; lbzip2 uses every core.
+PARALLEL_DECOMPRESSORS = {"gzip": "pigz", "bzip2": "lbzip2"}
+
+
+def _compression(path: PathLike) -> Optional[str]:
+    """"gzip", "bzip2" or None (plain), judged by the first bytes as open_binary does."""
+    with open(path, "rb") as fh:
+        magic = fh.read(3)
+    if magic.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if magic == b"BZh":
+        return "bzip2"
+    return None
+
+
+class _ToolOutput(io.RawIOBase):
+    """The standard output of ``TOOL -dc PATH``; its failure is an ``InputError`` naming the file."""
+
+    def __init__(self, tool: str, path: PathLike, kind: str) -> None:
+        self._path, self._kind, self._tool = os.fspath(path), kind, os.path.basename(tool)
+        self._errors = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen([tool, "-dc", "--", self._path], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=self._errors)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._proc.stdout.readinto(buffer)
+        if not n and self._proc.wait():
+            self._errors.seek(0)
+            lines = [line.strip() for line in self._errors.read().decode("utf-8", "replace").splitlines()]
+            detail = next((line for line in reversed(lines) if line), f"exit status {self._proc.returncode}")
+            raise InputError(f"{self._path}: corrupt or truncated {self._kind} file ({self._tool}: {detail})")
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            if self._proc.poll() is None:  # the reader stopped early
+                self._proc.kill()
+            self._proc.wait()
+            self._proc.stdout.close()
+            self._errors.close()
+        super().close()
+
+
+def _open_dump(path: PathLike, decompress: str) -> BinaryIO:
+    """The dump's bytes: from a parallel decompressor if `decompress` is "auto" and one is on PATH, else open_binary."""
+    kind = _compression(path) if decompress == "auto" else None
+    tool = shutil.which(PARALLEL_DECOMPRESSORS[kind]) if kind else None
+    if tool is None:
+        return open_binary(path)
+    return io.BufferedReader(_ToolOutput(tool, path, kind), 1 << 20)
 
 
 def iter_entities(
@@ -362,12 +508,19 @@ def iter_entities(
     strict: bool = False,
     stats: Optional[WikidataStats] = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    decompress: str = "auto",
 ) -> Iterator[WikidataEntity]:
-    """Stream the kept items of a Wikidata JSON dump (.json, .json.gz, .json.bz2), in file order."""
+    """Stream the kept items of a Wikidata JSON dump (.json, .json.gz, .json.bz2), in file order.
+
+    ``decompress="auto"`` reads a compressed dump through ``pigz``/``lbzip2`` when on PATH (a
+    process of its own), ``"python"`` always in this process (in a thread beside the parsing).
+    """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if block_bytes < 1:
         raise ValueError(f"block_bytes must be >= 1, got {block_bytes}")
+    if decompress not in ("auto", "python"):
+        raise ValueError(f"decompress must be 'auto' or 'python', got {decompress!r}")
     if stats is None:
         stats = WikidataStats()
     stats.path = str(path)
@@ -379,40 +532,48 @@ def iter_entities(
         _NON_ITEM: "non_items",
         _EMPTY: "empty",
     }
-    with open_binary(path) as fh:
+    with _open_dump(path, decompress) as fh:
+        parsed = _parsed_blocks(fh, class_set, lang_set, workers, block_bytes)
         try:
-            for results in _parsed_blocks(fh, class_set, lang_set, workers, block_bytes):
-                for outcome, lineno, payload in results:
+            first = 1  # the number of the block's first line
+            for newlines, results in parsed:
+                for outcome, index, payload in results:
                     stats.read += 1
                     if outcome == _KEPT:
                         stats.kept += 1
                         yield payload
                     elif outcome == _MALFORMED:
                         stats.malformed += 1
-                        stats.problem(lineno, payload, strict=strict)
+                        stats.problem(first + index, payload, strict=strict)
                     else:
                         name = counter[outcome]
                         setattr(stats, name, getattr(stats, name) + 1)
+                first += newlines
         finally:
+            parsed.close()  # stops the read-ahead thread and the workers before the file closes
             stats.log(logger)
 
 
 def _parsed_blocks(
     fh: BinaryIO, classes: frozenset, langs: Optional[frozenset], workers: int, block_bytes: int
-) -> Iterator[List[Tuple[int, int, Any]]]:
-    """Parsed blocks in file order; with several workers, at most 2 * workers blocks are in flight."""
-    if workers == 1:
-        for first, block in _blocks(fh, block_bytes):
-            yield _parse_block(first, block, classes, langs)
-        return
-    # JSON decoding dominates, so the parent only cuts blocks and collects the small records.
-    # apply_async with a bounded deque (rather than Pool.imap, whose feeder thread reads the
-    # whole input ahead) keeps memory bounded and the output in file order.
-    with multiprocessing.get_context().Pool(workers) as pool:
-        pending: deque = deque()
-        for first, block in _blocks(fh, block_bytes):
-            pending.append(pool.apply_async(_parse_block, (first, block, classes, langs)))
-            if len(pending) >= 2 * workers:
+) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
+    """Parsed blocks in file order; with several workers, at most 4 * workers blocks are in flight."""
+    blocks = _read_ahead(_blocks(fh, block_bytes), 4)
+    try:
+        if workers == 1:
+            for block in blocks:
+                yield _parse_block(block, classes, langs)
+            return
+        # Decoding dominates, so the parent only cuts blocks and collects the small records.
+        # apply_async with a bounded deque (rather than Pool.imap, whose feeder thread reads the
+        # whole input ahead) keeps memory bounded and the output in file order.
+        with multiprocessing.get_context().Pool(workers) as pool:
+            pending: deque = deque()
+            for block in blocks:
+                pending.append(pool.apply_async(_parse_block, (block, classes, langs)))
+                if len(pending) >= 4 * workers:
+                    yield pending.popleft().get()
+            while pending:
                 yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+    finally:
+        blocks.close()
