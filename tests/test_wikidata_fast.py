@@ -6,6 +6,7 @@ lines: realistic items, hand-written adversarial lines, and thousands of random 
 item; outcome, record (with its dicts' order) and error message must be the same.
 """
 import json
+import os
 import random
 
 import pytest
@@ -220,3 +221,115 @@ def test_a_dump_reads_the_same_with_and_without_the_fast_path(tmp_path, monkeypa
     full = list(iter_entities(path, stats=full_stats))
     assert [_comparable((0, e)) for e in fast] == [_comparable((0, e)) for e in full]
     assert fast_stats == full_stats and fast_stats.malformed > 20 and fast_stats.kept > 100
+
+
+def _dump(tmp_path, name="dump.json"):
+    path = tmp_path / name
+    path.write_bytes(b"[\n" + b",\n".join(ITEMS) + b"\n]\n")
+    return path
+
+
+def _records(path, **kwargs):
+    stats = WikidataStats()
+    return [_comparable((0, e)) for e in iter_entities(path, stats=stats, **kwargs)], stats.counts()
+
+
+@pytest.mark.parametrize("kind,tool", [("gz", "pigz"), ("bz2", "lbzip2")])
+def test_compressed_dumps_read_the_same_through_a_tool_and_in_process(tmp_path, kind, tool, monkeypatch):
+    import bz2
+    import gzip
+    import shutil
+
+    plain = _dump(tmp_path)
+    path = tmp_path / f"dump.json.{kind}"
+    path.write_bytes((gzip.compress if kind == "gz" else bz2.compress)(plain.read_bytes()))
+    expected = _records(plain)
+    assert _records(path, decompress="python") == expected
+    assert _records(path, workers=2, block_bytes=5000, decompress="python") == expected
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not on PATH")
+    started = []
+    popen = wikidata.subprocess.Popen
+    monkeypatch.setattr(wikidata.subprocess, "Popen", lambda args, **k: started.append(args[0]) or popen(args, **k))
+    assert _records(path) == expected
+    assert _records(path, workers=2, block_bytes=5000) == expected
+    assert [os.path.basename(x) for x in started] == [tool, tool]
+    # a damaged file is named, as in-process decompression names it
+    cut = tmp_path / f"cut.json.{kind}"
+    cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(wikidata.InputError, match=rf"cut\.json\.{kind}: corrupt or truncated "
+                                                  rf"{'gzip' if kind == 'gz' else 'bzip2'} file \({tool}: .+\)"):
+        _records(cut)
+    with pytest.raises(wikidata.InputError, match=rf"cut\.json\.{kind}: (truncated|corrupt)"):
+        _records(cut, decompress="python")
+
+
+def test_without_a_tool_on_path_the_dump_is_decompressed_in_process(tmp_path, monkeypatch):
+    import gzip
+
+    plain = _dump(tmp_path)
+    path = tmp_path / "dump.json.gz"
+    path.write_bytes(gzip.compress(plain.read_bytes()))
+    monkeypatch.setattr(wikidata.shutil, "which", lambda name: None)
+    monkeypatch.setattr(wikidata.subprocess, "Popen", None)  # would fail if called
+    assert _records(path) == _records(plain)
+
+
+def test_stopping_early_ends_the_decompressor_and_the_read_ahead(tmp_path):
+    import gzip
+    import shutil
+    import threading
+
+    path = tmp_path / "dump.json.gz"
+    path.write_bytes(gzip.compress(b"[\n" + b",\n".join(ITEMS * 20) + b"\n]\n"))
+    procs = []
+    popen = wikidata.subprocess.Popen
+
+    def spy(*args, **kwargs):
+        procs.append(popen(*args, **kwargs))
+        return procs[-1]
+
+    wikidata.subprocess.Popen = spy
+    try:
+        entities = iter_entities(path, block_bytes=2000)
+        next(entities)
+        entities.close()
+    finally:
+        wikidata.subprocess.Popen = popen
+    assert not [t for t in threading.enumerate() if t.name == "wikidata-read-ahead"]
+    if shutil.which("pigz"):
+        assert len(procs) == 1 and procs[0].poll() is not None
+
+
+def test_read_errors_reach_the_reader_in_order():
+    def blocks():
+        yield b"a"
+        yield b"b"
+        raise wikidata.InputError("x.gz: corrupt gzip data (boom)")
+
+    got = []
+    with pytest.raises(wikidata.InputError, match="boom"):
+        for block in wikidata._read_ahead(blocks(), 1):
+            got.append(block)
+    assert got == [b"a", b"b"]
+
+
+def test_line_numbers_of_malformed_lines_do_not_depend_on_blocks(tmp_path):
+    lines = [ITEMS[0], b"{bad", ITEMS[1], b"", b'{"id":5}', ITEMS[2], b"[1]"]
+    path = tmp_path / "dump.json"
+    path.write_bytes(b"[\n" + b",\n".join(lines) + b"\n]")  # no newline at the end
+    problems = set()
+    for block_bytes in (1, 7, 100, 1 << 18):
+        stats = WikidataStats()
+        list(iter_entities(path, stats=stats, block_bytes=block_bytes))
+        problems.add((tuple(stats.examples), stats.read, stats.kept))
+    assert len(problems) == 1
+    (examples, read, kept), = problems
+    assert [line for line, _ in examples] == [3, 6, 8] and read == 6
+    with pytest.raises(wikidata.InputError, match=r"dump\.json:3: bad JSON"):
+        list(iter_entities(path, strict=True, block_bytes=7))
+
+
+def test_bad_decompress_option_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="decompress must be 'auto' or 'python', got 'pigz'"):
+        list(iter_entities(_dump(tmp_path), decompress="pigz"))
