@@ -25,10 +25,13 @@ project replace checkpoint files by renaming, which is safe).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import inspect
 import logging
+import mmap
 import os
+import sys
 import threading
 import zipfile
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -50,7 +53,8 @@ def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -
     from omegaconf import OmegaConf
 
     allow_fairseq_checkpoint_globals()
-    if zipfile.is_zipfile(path):
+    mapped = zipfile.is_zipfile(path)
+    if mapped:
         state = torch.load(path, map_location=torch.device("cpu"), mmap=True, weights_only=True)
     else:  # torch's legacy format cannot be mapped; a damaged zip fails here as in fairseq's loader
         with open(path, "rb") as f:
@@ -73,7 +77,13 @@ def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -
     state = checkpoint_utils._upgrade_state_dict(state)  # fails on what is not a fairseq checkpoint
     if "model" not in state:
         raise KeyError("model: the file holds no model state")
+    if mapped:
+        state[_MAPPED] = True
     return state
+
+
+# Key of the upgraded state that says its tensors are views of a private file mapping.
+_MAPPED = "_genre_mapped"
 
 
 # Random draws that initialise a tensor in place: on meta there is nothing to draw (and torch's
@@ -119,8 +129,41 @@ def _set_by_name(model: torch.nn.Module, name: str, param: torch.nn.Parameter) -
     setattr(model.get_submodule(module_name) if module_name else model, attr, param)
 
 
-def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module) -> None:
-    """Convert, in place, each floating tensor whose dtype differs from the model's; aliases stay aliases."""
+def _drop_mapped_pages(tensor: torch.Tensor) -> None:
+    """Give back the resident pages that lie wholly inside ``tensor``'s bytes in a private file mapping.
+
+    They are clean copies of the file (nothing writes to a checkpoint tensor before it is converted),
+    so ``madvise(MADV_DONTNEED)`` only drops them from memory: a later read maps the file's bytes again.
+    Never called on anonymous memory, where the same call would zero the bytes.
+    """
+    libc = _libc()
+    if libc is None:
+        return
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
+    page = mmap.PAGESIZE
+    first, last = -(-start // page) * page, end // page * page
+    if last > first:
+        libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)  # 4: MADV_DONTNEED (Linux)
+
+
+def _libc():
+    """The C library where ``madvise`` drops pages as Linux documents it, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover
+        return None
+
+
+def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module, mapped: bool = False) -> None:
+    """Convert, in place, each floating tensor whose dtype differs from the model's; aliases stay aliases.
+
+    ``mapped``: the tensors are views of a private file mapping (:func:`read_checkpoint`); each one's
+    pages are given back as soon as it is converted, so the peak is the converted model, not the
+    model plus the whole mapped file.
+    """
     expected = dict(model.named_parameters(remove_duplicate=False))
     expected.update(model.named_buffers(remove_duplicate=False))
     converted: Dict[Tuple, torch.Tensor] = {}
@@ -133,6 +176,8 @@ def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module) -> N
                  tuple(value.stride()), target.dtype)
         if alias not in converted:
             converted[alias] = value.to(target.dtype)
+            if mapped:
+                _drop_mapped_pages(value)
         state_dict[key] = converted[alias]
 
 
@@ -162,7 +207,8 @@ def _meta_tensors(model: torch.nn.Module) -> List[str]:
     return left
 
 
-def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], model_cfg=None) -> List[str]:
+def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], model_cfg=None,
+                      mapped: bool = False) -> List[str]:
     """Make ``state_dict``'s tensors a meta-built fairseq ``model``'s; return what is left on meta.
 
     Does what ``BaseFairseqModel.load_state_dict`` does (upgrades, LayerDrop pruning, strict key
@@ -173,7 +219,7 @@ def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor
     tied = _tied_names(model)
     model.upgrade_state_dict(state_dict)
     state_dict = prune_state_dict(state_dict, model_cfg)
-    _cast_like(state_dict, model)
+    _cast_like(state_dict, model, mapped)
     torch.nn.Module.load_state_dict(model, state_dict, strict=True, assign=True)
     for names in tied:
         param = model.get_parameter(names[0])
@@ -281,7 +327,7 @@ def _build_and_load(task, cfg, state: dict) -> Optional[torch.nn.Module]:
     history = state.get("optimizer_history") or []
     if history and "num_updates" in history[-1]:
         model.set_num_updates(history[-1]["num_updates"])
-    left = assign_state_dict(model, state["model"], cfg.model)
+    left = assign_state_dict(model, state["model"], cfg.model, mapped=state.get(_MAPPED, False))
     model.__dict__.pop("load_state_dict", None)  # build_model's one-shot assignment (build_for_checkpoint) is spent
     if left:
         logger.warning("%d tensors are not in the checkpoint and cannot be rebuilt (%s): loading the "

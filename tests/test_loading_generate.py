@@ -134,3 +134,30 @@ def test_training_builds_are_unchanged():
     assert isinstance(task, GenreTask)
     model = task.build_model(state["cfg"].model)
     assert not any(p.is_meta for p in model.parameters()) and "load_state_dict" not in vars(model)
+
+
+def test_dropping_the_pages_of_a_mapped_tensor_keeps_its_values(tmp_path):
+    path = str(tmp_path / "t.pt")
+    values = torch.arange(300000, dtype=torch.float32).half()  # 600 kB: many pages
+    torch.save({"a": values, "b": values[1000:5000]}, path)
+    state = torch.load(path, mmap=True, weights_only=True)
+    converted = state["a"].float()
+    loading._drop_mapped_pages(state["a"])
+    # the pages come back from the file: nothing is zeroed, neither the tensor nor its view
+    assert torch.equal(state["a"], values) and torch.equal(state["b"], values[1000:5000])
+    assert torch.equal(converted, values.float())
+
+
+def test_an_fp16_checkpoint_loads_into_fp32_with_its_pages_dropped(tmp_path, monkeypatch):
+    from genre_fairseq.hub import mGENRE
+
+    dropped = []
+    drop = loading._drop_mapped_pages
+    monkeypatch.setattr(loading, "_drop_mapped_pages", lambda t: dropped.append(t.shape) or drop(t))
+    hub = mGENRE.from_pretrained(MODEL, bpe=None, device="cpu")
+    state = torch.load(os.path.join(MODEL, "model.pt"), weights_only=True)["model"]
+    model = hub.models[0]
+    assert dropped and all(p.dtype == torch.float32 for p in model.parameters())
+    for name, param in model.state_dict().items():
+        if name in state:
+            assert torch.equal(param, state[name].to(param.dtype)), name
