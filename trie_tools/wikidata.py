@@ -404,6 +404,22 @@ def _blocks(fh: BinaryIO, block_bytes: int) -> Iterator[bytes]:
         yield block
 
 
+def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Optional[frozenset]
+                 ) -> Tuple[int, List[Tuple[int, int, Any]]]:
+    """:func:`_parse_block` of the lines of a plain file that start in bytes [start, end), read by the worker."""
+    with open(path, "rb") as fh:
+        if start:
+            fh.seek(start - 1)
+            fh.readline()  # the line that starts before `start` is the previous range's
+        offset = fh.tell()
+        if offset >= end:
+            return 0, []
+        block = fh.read(end - offset)
+        if not block.endswith(b"\n"):
+            block += fh.readline()
+    return _parse_block(block, classes, langs)
+
+
 def _read_ahead(blocks: Iterator[bytes], depth: int) -> Iterator[bytes]:
     """``blocks`` produced by a thread up to `depth` ahead, so that reading and decompressing
     (zlib, bz2 and pipe reads release the GIL) overlap the parsing; its errors are raised in order."""
@@ -533,7 +549,11 @@ def iter_entities(
         _EMPTY: "empty",
     }
     with _open_dump(path, decompress) as fh:
-        parsed = _parsed_blocks(fh, class_set, lang_set, workers, block_bytes)
+        if workers > 1 and isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO):
+            # a plain file: each worker reads its own byte ranges, the parent only collects records
+            parsed = _parsed_ranges(os.fspath(path), os.path.getsize(path), class_set, lang_set, workers, block_bytes)
+        else:
+            parsed = _parsed_blocks(fh, class_set, lang_set, workers, block_bytes)
         try:
             first = 1  # the number of the block's first line
             for newlines, results in parsed:
@@ -577,3 +597,17 @@ def _parsed_blocks(
                 yield pending.popleft().get()
     finally:
         blocks.close()
+
+
+def _parsed_ranges(
+    path: str, size: int, classes: frozenset, langs: Optional[frozenset], workers: int, block_bytes: int
+) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
+    """:func:`_parsed_blocks` for a plain file, whose workers read the byte ranges they are given."""
+    with multiprocessing.get_context().Pool(workers) as pool:
+        pending: deque = deque()
+        for start in range(0, size, block_bytes):
+            pending.append(pool.apply_async(_parse_range, (path, start, start + block_bytes, classes, langs)))
+            if len(pending) >= 4 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
