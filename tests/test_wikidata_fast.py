@@ -333,3 +333,18 @@ def test_line_numbers_of_malformed_lines_do_not_depend_on_blocks(tmp_path):
 def test_bad_decompress_option_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="decompress must be 'auto' or 'python', got 'pigz'"):
         list(iter_entities(_dump(tmp_path), decompress="pigz"))
+
+
+def test_worker_results_unpack_to_the_same_records():
+    lines = ITEMS[:30] + [b'{"id":"Q1","labels":{"en":{"value":"lone \\ud800"}}}',
+                          b'{"id":"Q2","labels":{"en":{"value":123456789012345678901234567890}}}', b"{bad"]
+    result = wikidata._parse_block(b"\n".join(lines) + b"\n", WIKIMEDIA_INTERNAL_CLASSES, None)
+    for part in ([result[1][:30]], [result[1][30:31]], [result[1][31:32]], [result[1]]):
+        for results in part:
+            packed = wikidata._packed((result[0], results))
+            newlines, back = wikidata._unpacked(packed)
+            assert newlines == result[0]
+            assert [(o, i, _comparable((o, p))) for o, i, p in back] == [(o, i, _comparable((o, p))) for o, i, p in results]
+            assert all(isinstance(p, wikidata.WikidataEntity) for o, _, p in back if o == wikidata._KEPT)
+    assert wikidata._packed((0, result[1][:30]))[:1] == b"m"  # msgpack where it can
+    assert wikidata._packed((0, result[1][30:31]))[:1] == b"p"  # a pickle for a lone surrogate

@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import operator
 import os
+import pickle
 import queue
 import re
 import shutil
@@ -225,6 +226,8 @@ if _msgspec is not None:
         sitelinks: Union[Dict[str, _Sitelink], List[Any]] = _UNSET
 
     _decode_item = _msgspec.json.Decoder(_Item).decode
+    _msgpack_encode = _msgspec.msgpack.Encoder().encode
+    _msgpack_decode = _msgspec.msgpack.Decoder().decode
     _value = operator.attrgetter("value")
 else:  # pragma: no cover - msgspec is an install requirement
     _decode_item = None
@@ -420,6 +423,36 @@ def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Opt
     return _parse_block(block, classes, langs)
 
 
+def _packed(result: Tuple[int, List[Tuple[int, int, Any]]]) -> bytes:
+    """A worker's result as bytes for the parent: msgpack (decoded 2x faster than a pickle), else a pickle."""
+    if _msgspec is not None:
+        try:  # a str with a lone surrogate (json accepts "\\ud800"), an int beyond 64 bits: not msgpack
+            return b"m" + _msgpack_encode(result)
+        except (TypeError, ValueError, OverflowError, UnicodeEncodeError):
+            pass
+    return b"p" + pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+
+
+def _unpacked(data: bytes) -> Tuple[int, List[Tuple[int, int, Any]]]:
+    """The inverse of :func:`_packed`: the same records (WikidataEntity, dicts in order) as the worker's."""
+    if data[:1] == b"p":
+        return pickle.loads(data[1:])
+    newlines, results = _msgpack_decode(memoryview(data)[1:])
+    make = WikidataEntity._make
+    return newlines, [(outcome, index, make(payload) if outcome == _KEPT else payload)
+                      for outcome, index, payload in results]
+
+
+def _parse_block_packed(block: bytes, classes: frozenset, langs: Optional[frozenset]) -> bytes:
+    """:func:`_parse_block` in a worker."""
+    return _packed(_parse_block(block, classes, langs))
+
+
+def _parse_range_packed(path: str, start: int, end: int, classes: frozenset, langs: Optional[frozenset]) -> bytes:
+    """:func:`_parse_range` in a worker."""
+    return _packed(_parse_range(path, start, end, classes, langs))
+
+
 def _read_ahead(blocks: Iterator[bytes], depth: int) -> Iterator[bytes]:
     """``blocks`` produced by a thread up to `depth` ahead, so that reading and decompressing
     (zlib, bz2 and pipe reads release the GIL) overlap the parsing; its errors are raised in order."""
@@ -590,11 +623,11 @@ def _parsed_blocks(
         with multiprocessing.get_context().Pool(workers) as pool:
             pending: deque = deque()
             for block in blocks:
-                pending.append(pool.apply_async(_parse_block, (block, classes, langs)))
+                pending.append(pool.apply_async(_parse_block_packed, (block, classes, langs)))
                 if len(pending) >= 4 * workers:
-                    yield pending.popleft().get()
+                    yield _unpacked(pending.popleft().get())
             while pending:
-                yield pending.popleft().get()
+                yield _unpacked(pending.popleft().get())
     finally:
         blocks.close()
 
@@ -606,8 +639,8 @@ def _parsed_ranges(
     with multiprocessing.get_context().Pool(workers) as pool:
         pending: deque = deque()
         for start in range(0, size, block_bytes):
-            pending.append(pool.apply_async(_parse_range, (path, start, start + block_bytes, classes, langs)))
+            pending.append(pool.apply_async(_parse_range_packed, (path, start, start + block_bytes, classes, langs)))
             if len(pending) >= 4 * workers:
-                yield pending.popleft().get()
+                yield _unpacked(pending.popleft().get())
         while pending:
-            yield pending.popleft().get()
+            yield _unpacked(pending.popleft().get())
