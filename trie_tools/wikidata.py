@@ -508,6 +508,11 @@ def _compression(path: PathLike) -> Optional[str]:
     return None
 
 
+# A damaged file this small is decompressed again in process when the tool fails, so that the error
+# is the one open_binary gives (a few seconds at most); a larger one is reported with the tool's words.
+_DIAGNOSE_BYTES = 64 << 20
+
+
 class _ToolOutput(io.RawIOBase):
     """The standard output of ``TOOL -dc PATH``; its failure is an ``InputError`` naming the file."""
 
@@ -526,6 +531,11 @@ class _ToolOutput(io.RawIOBase):
             self._errors.seek(0)
             lines = [line.strip() for line in self._errors.read().decode("utf-8", "replace").splitlines()]
             detail = next((line for line in reversed(lines) if line), f"exit status {self._proc.returncode}")
+            if os.path.getsize(self._path) <= _DIAGNOSE_BYTES:
+                # the in-process reader names the damage (truncated or corrupt) as it would have alone
+                with open_binary(self._path) as fh:
+                    while fh.read(1 << 22):
+                        pass
             raise InputError(f"{self._path}: corrupt or truncated {self._kind} file ({self._tool}: {detail})")
         return n
 
