@@ -119,9 +119,9 @@ def main() -> None:
     paths = [os.path.join(a.dir, "dump.json" + s) for s in ("", ".gz", ".bz2")]
     if not all(os.path.isfile(x) for x in paths):
         paths = write_dump(a.dir, a.items)
+    raw = os.path.getsize(paths[0])  # the uncompressed size, whichever files are read
     files = a.files.split(",")
     paths = [x for x, kind in zip(paths, ("json", "gz", "bz2")) if kind in files]
-    raw = os.path.getsize(paths[0])
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     variants = [(x, int(w), j, d) for x in paths for w in a.workers.split(",") for j in a.parsers.split(",")
                 for d in (a.decompress.split(",") if not x.endswith(".json") else ["python"])]
