@@ -18,6 +18,7 @@ import random
 import statistics
 import subprocess
 import sys
+import time
 
 LANGS = ("en de fr es it nl pl ru ja zh pt sv uk ar fa ca cs fi hu ko tr he id vi ro no da sr bg el "
          "eo eu gl hy ka kk lt lv ms sk sl ta th ur uz").split()
@@ -104,6 +105,27 @@ print(json.dumps({"seconds": time.perf_counter() - start, "kept": n, "read": sta
 """
 
 
+def _busy(n: int) -> float:
+    """A loop of pure Python arithmetic, timed: work that scales perfectly with free cores."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - start
+
+
+def machine_scaling(workers: int, n: int = 10_000_000) -> float:
+    """How much faster `workers` processes do `workers` loops than one process does one, on this machine now."""
+    import multiprocessing
+
+    one = _busy(n)
+    with multiprocessing.get_context().Pool(workers) as pool:
+        start = time.perf_counter()
+        pool.map(_busy, [n] * workers)
+        many = time.perf_counter() - start
+    return workers * one / many
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", default="/tmp/bench_wikidata", help="where the synthetic dump is written")
@@ -131,10 +153,14 @@ def main() -> None:
             out = subprocess.run([sys.executable, "-c", CHILD, path, str(workers), parser, decompress], env=env,
                                  capture_output=True, text=True, check=True)
             runs[(path, workers, parser, decompress)].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    counts = sorted({int(w) for w in a.workers.split(",") if int(w) > 1})
+    scaling = ", ".join(f"{w} processes {machine_scaling(w):.2f}x" for w in counts)
     first = runs[variants[0]][0]
     items = first["read"]
     print(f"{items:,} items, {raw / 1e6:.1f} MB uncompressed ({raw / items / 1e3:.1f} KB/item), "
           f"{first['kept']:,} kept; medians of {a.repeats}; load average at the end {os.getloadavg()}")
+    if scaling:  # the bound on any workers' speed-up: a shared machine may not give N free cores
+        print(f"machine scaling of a pure-Python loop (after the runs): {scaling} the speed of 1")
     print("| file | workers | parser | decompression | wall s | items/s | MB/s | CPU s: parent + children "
           "| items per CPU s |")
     print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
