@@ -24,6 +24,7 @@ setup(
         "numpy>=1.22",
         "tqdm>=4.60",
         "orjson>=3.9",  # the Wikidata dump reader (trie_tools.wikidata): 2-3x faster JSON decoding
+        "msgspec>=0.18",  # the Wikidata dump reader: decodes only the fields it keeps (README, Dependencies)
     ],
     extras_require={
         # babel: the Unicode CLDR names of the quickstart knowledge base (examples/quickstart).

@@ -7,7 +7,10 @@ Creates (once) a randomly initialised ``mbart_large`` checkpoint with a 256,000-
 fp16 copy, as the quickstart model is stored), then loads it in a fresh subprocess per run, the
 variants interleaved: ``torch.load`` with ``mmap=True`` (reading the file, the floor), fairseq's
 ``checkpoint_utils.load_model_ensemble_and_task`` (what the hub did before), and
-``mGENRE.from_pretrained`` (genre_fairseq.loading). Each child reports its wall time for the load and
+``mGENRE.from_pretrained`` (genre_fairseq.loading), and ``fairseq-generate --path``'s load (the
+``genre`` task from the command line, then ``checkpoint_utils.load_model_ensemble``): with the task's
+ordinary build (before), with its meta build (``GenreTask.build_model``), and with the read mapped as
+well (``genre_fairseq.loading.map_fairseq_model_loads``). Each child reports its wall time for the load and
 its peak resident memory (``VmHWM``) before and after. ``--delete`` removes the directory at the end.
 """
 import argparse
@@ -20,6 +23,8 @@ import sys
 import time
 
 VOCAB = 256000
+VARIANTS = ("torch.load(mmap)", "fairseq", "hub", "fairseq-generate (ordinary build)", "fairseq-generate",
+            "fairseq-generate+mmap")
 
 CHILD = r"""
 import json, sys, time
@@ -47,6 +52,21 @@ elif variant == "fairseq":
     overrides = {"data": model_dir, "source_lang": "source", "target_lang": "target"}
     (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
     model.eval()
+    n = sum(p.numel() for p in model.parameters())
+elif variant.startswith("fairseq-generate"):
+    # what fairseq_cli.generate does before decoding: the task from the command line, then load_model_ensemble
+    import contextlib
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from genre_fairseq import loading
+    args = options.parse_args_and_arch(options.get_generation_parser(), [
+        model_dir, "--task", "genre", "--source-lang", "source", "--target-lang", "target", "--path", path, "--cpu"])
+    cfg = convert_namespace_to_omegaconf(args)
+    if variant.endswith("+mmap"):
+        loading.map_fairseq_model_loads()
+    with loading.ordinary_builds() if variant.endswith("(ordinary build)") else contextlib.nullcontext():
+        task = tasks.setup_task(cfg.task)
+        (model,), _ = checkpoint_utils.load_model_ensemble([path], task=task)
     n = sum(p.numel() for p in model.parameters())
 else:
     hub = mGENRE.from_pretrained(model_dir, checkpoint, bpe=None, device="cpu")
@@ -100,7 +120,7 @@ def main() -> None:
     p.add_argument("--dir", required=True, help="directory for the checkpoint (created if missing)")
     p.add_argument("--repeats", type=int, default=3, help="runs per variant (interleaved); medians reported")
     p.add_argument("--fp16", action="store_true", help="also measure an fp16 copy of the checkpoint")
-    p.add_argument("--variants", default="torch.load(mmap),fairseq,hub", help="comma-separated variants")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants, of " + ", ".join(VARIANTS))
     p.add_argument("--delete", action="store_true", help="delete --dir at the end")
     a = p.parse_args()
     if not os.path.isfile(os.path.join(a.dir, "model.pt")) or (a.fp16 and not os.path.isfile(

@@ -18,6 +18,7 @@ import random
 import statistics
 import subprocess
 import sys
+import time
 
 LANGS = ("en de fr es it nl pl ru ja zh pt sv uk ar fa ca cs fi hu ko tr he id vi ro no da sr bg el "
          "eo eu gl hy ka kk lt lv ms sk sl ta th ur uz").split()
@@ -85,14 +86,44 @@ CHILD = r"""
 import json, sys, time
 from trie_tools import wikidata
 from trie_tools.wikidata import WikidataStats, iter_entities
-path, workers, parser = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-if parser == "json":  # the reader before orjson (worker processes are forked: they inherit it)
+path, workers, parser, decompress = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+# worker processes are forked: they inherit the parser chosen here
+if parser in ("json", "orjson"):  # the readers before msgspec: the whole line parsed
+    wikidata._decode_item = None
+if parser == "json":  # the reader before orjson
     wikidata._fast_loads = json.loads
+import resource
+def cpu(who):
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
 stats = WikidataStats()
-start = time.perf_counter()
-n = sum(1 for _ in iter_entities(path, workers=workers, stats=stats))
-print(json.dumps({"seconds": time.perf_counter() - start, "kept": n, "read": stats.read}))
+start, parent, children = time.perf_counter(), cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
+n = sum(1 for _ in iter_entities(path, workers=workers, stats=stats, decompress=decompress))
+# the workers and the decompressor have ended and been waited for: their CPU time is in RUSAGE_CHILDREN
+print(json.dumps({"seconds": time.perf_counter() - start, "kept": n, "read": stats.read,
+                  "cpu_parent": cpu(resource.RUSAGE_SELF) - parent, "cpu_children": cpu(resource.RUSAGE_CHILDREN) - children}))
 """
+
+
+def _busy(n: int) -> float:
+    """A loop of pure Python arithmetic, timed: work that scales perfectly with free cores."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - start
+
+
+def machine_scaling(workers: int, n: int = 10_000_000) -> float:
+    """How much faster `workers` processes do `workers` loops than one process does one, on this machine now."""
+    import multiprocessing
+
+    one = _busy(n)
+    with multiprocessing.get_context().Pool(workers) as pool:
+        start = time.perf_counter()
+        pool.map(_busy, [n] * workers)
+        many = time.perf_counter() - start
+    return workers * one / many
 
 
 def main() -> None:
@@ -100,30 +131,62 @@ def main() -> None:
     p.add_argument("--dir", default="/tmp/bench_wikidata", help="where the synthetic dump is written")
     p.add_argument("--items", type=int, default=20000, help="items in the synthetic dump")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    p.add_argument("--parsers", default="json,orjson", help="json (the old reader) and/or orjson")
+    p.add_argument("--parsers", default="json,orjson,msgspec",
+                   help="json (the stdlib reader), orjson (the whole line by orjson), msgspec (the reader now)")
+    p.add_argument("--files", default="json,gz,bz2", help="which of the dump's files to read: json, gz, bz2")
+    p.add_argument("--decompress", default="python,auto",
+                   help="for .gz/.bz2: python (in-process) and/or auto (pigz/lbzip2 when on PATH)")
     p.add_argument("--repeats", type=int, default=3, help="runs per variant (interleaved); medians reported")
     a = p.parse_args()
     paths = [os.path.join(a.dir, "dump.json" + s) for s in ("", ".gz", ".bz2")]
     if not all(os.path.isfile(x) for x in paths):
         paths = write_dump(a.dir, a.items)
-    raw = os.path.getsize(paths[0])
+    raw = os.path.getsize(paths[0])  # the uncompressed size, whichever files are read
+    files = a.files.split(",")
+    paths = [x for x, kind in zip(paths, ("json", "gz", "bz2")) if kind in files]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    variants = [(x, int(w), j) for x in paths for w in a.workers.split(",") for j in a.parsers.split(",")]
+    variants = [(x, int(w), j, d) for x in paths for w in a.workers.split(",") for j in a.parsers.split(",")
+                for d in (a.decompress.split(",") if not x.endswith(".json") else ["python"])]
     runs = {v: [] for v in variants}
     for _ in range(a.repeats):
-        for path, workers, parser in variants:
-            out = subprocess.run([sys.executable, "-c", CHILD, path, str(workers), parser], env=env,
+        for path, workers, parser, decompress in variants:
+            out = subprocess.run([sys.executable, "-c", CHILD, path, str(workers), parser, decompress], env=env,
                                  capture_output=True, text=True, check=True)
-            runs[(path, workers, parser)].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            runs[(path, workers, parser, decompress)].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    counts = sorted({int(w) for w in a.workers.split(",") if int(w) > 1})
+    scaling = ", ".join(f"{w} processes {machine_scaling(w):.2f}x" for w in counts)
     first = runs[variants[0]][0]
-    print(f"{first['read']:,} items, {raw / 1e6:.1f} MB uncompressed ({raw / first['read'] / 1e3:.1f} KB/item), "
-          f"{first['kept']:,} kept; medians of {a.repeats}; load average {os.getloadavg()}")
-    print("| file | bytes | workers | parser | s | items/s | MB/s (uncompressed) |")
-    print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
-    for path, workers, parser in variants:
-        s = statistics.median(r["seconds"] for r in runs[(path, workers, parser)])
-        print(f"| {os.path.basename(path)} | {os.path.getsize(path):,} | {workers} | {parser} | {s:.2f} | "
-              f"{first['read'] / s:,.0f} | {raw / s / 1e6:.1f} |")
+    items = first["read"]
+    print(f"{items:,} items, {raw / 1e6:.1f} MB uncompressed ({raw / items / 1e3:.1f} KB/item), "
+          f"{first['kept']:,} kept; medians of {a.repeats}; load average at the end {os.getloadavg()}")
+    if scaling:  # the bound on any workers' speed-up: a shared machine may not give N free cores
+        print(f"machine scaling of a pure-Python loop (after the runs): {scaling} the speed of 1")
+    print("| file | workers | parser | decompression | wall s | items/s | MB/s | CPU s: parent + children "
+          "| items per CPU s |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    medians = {}
+    for v in variants:
+        path, workers, parser, decompress = v
+        s = statistics.median(r["seconds"] for r in runs[v])
+        parent = statistics.median(r["cpu_parent"] for r in runs[v])
+        children = statistics.median(r["cpu_children"] for r in runs[v])
+        medians[v] = (s, parent, children)
+        tool = "" if path.endswith(".json") else (decompress if decompress == "python" else "pigz/lbzip2")
+        print(f"| {os.path.basename(path)} | {workers} | {parser} | {tool} | {s:.2f} | {items / s:,.0f} | "
+              f"{raw / s / 1e6:.1f} | {parent:.2f} + {children:.2f} | {items / (parent + children):,.0f} |")
+    print("\nRatios of items per CPU second (a shared machine's wall time says little) and wall time:")
+    for v in variants:
+        path, workers, parser, decompress = v
+        base = (path, workers, "json", decompress)
+        if parser != "json" and base in medians:
+            s, parent, children = medians[v]
+            s0, parent0, children0 = medians[base]
+            print(f"- {os.path.basename(path)}, {workers} worker(s), {parser} ({decompress}) vs json: "
+                  f"{(parent0 + children0) / (parent + children):.2f}x per CPU s, {s0 / s:.2f}x wall")
+        one = (path, 1, parser, decompress)
+        if workers > 1 and one in medians:
+            print(f"- {os.path.basename(path)}, {parser} ({decompress}): {workers} workers vs 1: "
+                  f"{medians[one][0] / medians[v][0]:.2f}x wall; parent CPU {medians[v][1]:.2f} s")
 
 
 if __name__ == "__main__":

@@ -24,11 +24,17 @@ project replace checkpoint files by renaming, which is safe).
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import inspect
 import logging
+import mmap
 import os
+import sys
+import threading
 import zipfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -37,7 +43,7 @@ from .checkpoints import allow_fairseq_checkpoint_globals
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_checkpoint", "build_on_meta", "build_for_checkpoint", "assign_state_dict", "load_model_ensemble_and_task"]
+__all__ = ["read_checkpoint", "build_on_meta", "build_for_checkpoint", "ordinary_builds", "map_fairseq_model_loads", "assign_state_dict", "load_model_ensemble_and_task"]
 
 
 def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -> dict:
@@ -47,7 +53,8 @@ def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -
     from omegaconf import OmegaConf
 
     allow_fairseq_checkpoint_globals()
-    if zipfile.is_zipfile(path):
+    mapped = zipfile.is_zipfile(path)
+    if mapped:
         state = torch.load(path, map_location=torch.device("cpu"), mmap=True, weights_only=True)
     else:  # torch's legacy format cannot be mapped; a damaged zip fails here as in fairseq's loader
         with open(path, "rb") as f:
@@ -70,7 +77,13 @@ def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -
     state = checkpoint_utils._upgrade_state_dict(state)  # fails on what is not a fairseq checkpoint
     if "model" not in state:
         raise KeyError("model: the file holds no model state")
+    if mapped:
+        state[_MAPPED] = True
     return state
+
+
+# Key of the upgraded state that says its tensors are views of a private file mapping.
+_MAPPED = "_genre_mapped"
 
 
 # Random draws that initialise a tensor in place: on meta there is nothing to draw (and torch's
@@ -116,8 +129,41 @@ def _set_by_name(model: torch.nn.Module, name: str, param: torch.nn.Parameter) -
     setattr(model.get_submodule(module_name) if module_name else model, attr, param)
 
 
-def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module) -> None:
-    """Convert, in place, each floating tensor whose dtype differs from the model's; aliases stay aliases."""
+def _drop_mapped_pages(tensor: torch.Tensor) -> None:
+    """Give back the resident pages that lie wholly inside ``tensor``'s bytes in a private file mapping.
+
+    They are clean copies of the file (nothing writes to a checkpoint tensor before it is converted),
+    so ``madvise(MADV_DONTNEED)`` only drops them from memory: a later read maps the file's bytes again.
+    Never called on anonymous memory, where the same call would zero the bytes.
+    """
+    libc = _libc()
+    if libc is None:
+        return
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
+    page = mmap.PAGESIZE
+    first, last = -(-start // page) * page, end // page * page
+    if last > first:
+        libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)  # 4: MADV_DONTNEED (Linux)
+
+
+def _libc():
+    """The C library where ``madvise`` drops pages as Linux documents it, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover
+        return None
+
+
+def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module, mapped: bool = False) -> None:
+    """Convert, in place, each floating tensor whose dtype differs from the model's; aliases stay aliases.
+
+    ``mapped``: the tensors are views of a private file mapping (:func:`read_checkpoint`); each one's
+    pages are given back as soon as it is converted, so the peak is the converted model, not the
+    model plus the whole mapped file.
+    """
     expected = dict(model.named_parameters(remove_duplicate=False))
     expected.update(model.named_buffers(remove_duplicate=False))
     converted: Dict[Tuple, torch.Tensor] = {}
@@ -130,6 +176,8 @@ def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module) -> N
                  tuple(value.stride()), target.dtype)
         if alias not in converted:
             converted[alias] = value.to(target.dtype)
+            if mapped:
+                _drop_mapped_pages(value)
         state_dict[key] = converted[alias]
 
 
@@ -159,7 +207,8 @@ def _meta_tensors(model: torch.nn.Module) -> List[str]:
     return left
 
 
-def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], model_cfg=None) -> List[str]:
+def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], model_cfg=None,
+                      mapped: bool = False) -> List[str]:
     """Make ``state_dict``'s tensors a meta-built fairseq ``model``'s; return what is left on meta.
 
     Does what ``BaseFairseqModel.load_state_dict`` does (upgrades, LayerDrop pruning, strict key
@@ -170,7 +219,7 @@ def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor
     tied = _tied_names(model)
     model.upgrade_state_dict(state_dict)
     state_dict = prune_state_dict(state_dict, model_cfg)
-    _cast_like(state_dict, model)
+    _cast_like(state_dict, model, mapped)
     torch.nn.Module.load_state_dict(model, state_dict, strict=True, assign=True)
     for names in tied:
         param = model.get_parameter(names[0])
@@ -180,15 +229,35 @@ def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor
     return _meta_tensors(model)
 
 
+# Set while a model must be built the ordinary way (random init, then copy): the fallback below.
+_ordinary_builds = threading.local()
+
+
+@contextlib.contextmanager
+def ordinary_builds() -> Iterator[None]:
+    """Within this block :func:`build_for_checkpoint` builds and loads as fairseq does (no meta)."""
+    previous = getattr(_ordinary_builds, "on", False)
+    _ordinary_builds.on = True
+    try:
+        yield
+    finally:
+        _ordinary_builds.on = previous
+
+
 def build_for_checkpoint(build, *args, **kwargs) -> torch.nn.Module:
-    """``build`` on meta, for fairseq's own loader: the model's ``load_state_dict`` then assigns.
+    """``build`` on meta, for fairseq's own loader: the model's next ``load_state_dict`` assigns.
 
     For a task's ``build_model(cfg, from_checkpoint=True)`` (``fairseq-generate --path``), whose
-    result fairseq's ``load_model_ensemble_and_task`` fills with ``model.load_state_dict``.
+    result fairseq's ``load_model_ensemble_and_task`` fills with ``model.load_state_dict``. That first
+    call assigns the checkpoint's tensors; later calls are the model class's own (copying) again.
+    Inside :func:`ordinary_builds`, or if the checkpoint leaves a tensor unset, fairseq's way is used.
     """
+    if getattr(_ordinary_builds, "on", False):
+        return build(*args, **kwargs)
     model = build_on_meta(build, *args, **kwargs)
 
     def load_state_dict(state_dict, strict=True, model_cfg=None, args=None):
+        del model.load_state_dict  # one assignment; the class's method from now on
         if not strict:
             raise ValueError("a model built on meta loads strictly (every tensor must be in the checkpoint)")
         left = assign_state_dict(model, state_dict, model_cfg)
@@ -200,6 +269,56 @@ def build_for_checkpoint(build, *args, **kwargs) -> torch.nn.Module:
     return model
 
 
+def _mapped_load_checkpoint_to_cpu(original):
+    """fairseq's ``load_checkpoint_to_cpu`` reading a local zip checkpoint with :func:`read_checkpoint`."""
+
+    @functools.wraps(original)
+    def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
+        if getattr(_mapped_reads, "depth", 0) and os.path.isfile(path) and zipfile.is_zipfile(path):
+            return read_checkpoint(path, arg_overrides)
+        return original(path, arg_overrides, load_on_all_ranks)
+
+    load_checkpoint_to_cpu._genre_mapped = True
+    return load_checkpoint_to_cpu
+
+
+def _scoped_load_model_ensemble_and_task(original):
+    """fairseq's ``load_model_ensemble_and_task`` with its checkpoint reads mapped for its duration."""
+
+    @functools.wraps(original)
+    def load_model_ensemble_and_task(*args, **kwargs):
+        _mapped_reads.depth = getattr(_mapped_reads, "depth", 0) + 1
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _mapped_reads.depth -= 1
+
+    load_model_ensemble_and_task._genre_mapped = True
+    return load_model_ensemble_and_task
+
+
+_mapped_reads = threading.local()
+
+
+def map_fairseq_model_loads() -> None:
+    """Make fairseq's model loading (``load_model_ensemble[_and_task]``, what ``fairseq-generate --path``
+    uses) read local zip checkpoints with ``torch.load(mmap=True)``; idempotent.
+
+    Only reads made inside ``load_model_ensemble_and_task`` are mapped: the trainer's
+    ``load_checkpoint`` (resuming, whose optimizer state is then updated in place and whose file is
+    rewritten) reads as before. The mapped tensors are copy-on-write, so a model loaded this way must
+    not outlive an in-place rewrite of its file (fairseq writes checkpoints in place; load the model
+    for inference, or copy it first, when training writes the same path).
+    """
+    from fairseq import checkpoint_utils
+
+    if not getattr(checkpoint_utils.load_checkpoint_to_cpu, "_genre_mapped", False):
+        checkpoint_utils.load_checkpoint_to_cpu = _mapped_load_checkpoint_to_cpu(checkpoint_utils.load_checkpoint_to_cpu)
+    if not getattr(checkpoint_utils.load_model_ensemble_and_task, "_genre_mapped", False):
+        checkpoint_utils.load_model_ensemble_and_task = _scoped_load_model_ensemble_and_task(
+            checkpoint_utils.load_model_ensemble_and_task)
+
+
 def _build_and_load(task, cfg, state: dict) -> Optional[torch.nn.Module]:
     """The model of ``state`` built on meta and assigned its tensors, or None if some are left unset."""
     build = task.build_model
@@ -208,7 +327,8 @@ def _build_and_load(task, cfg, state: dict) -> Optional[torch.nn.Module]:
     history = state.get("optimizer_history") or []
     if history and "num_updates" in history[-1]:
         model.set_num_updates(history[-1]["num_updates"])
-    left = assign_state_dict(model, state["model"], cfg.model)
+    left = assign_state_dict(model, state["model"], cfg.model, mapped=state.get(_MAPPED, False))
+    model.__dict__.pop("load_state_dict", None)  # build_model's one-shot assignment (build_for_checkpoint) is spent
     if left:
         logger.warning("%d tensors are not in the checkpoint and cannot be rebuilt (%s): loading the "
                        "ordinary way", len(left), ", ".join(left[:3]))
@@ -241,6 +361,7 @@ def load_model_ensemble_and_task(
         model = _build_and_load(task, cfg, state)
         del state
         if model is None:
-            (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides, task=task)
+            with ordinary_builds():
+                (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides, task=task)
         models.append(model)
     return models, cfg, task

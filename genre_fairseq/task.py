@@ -557,8 +557,17 @@ class GenreTask(TranslationTask):
             logger.info("--target-groups: no %s, so every %s example is its own group", path, split)
 
     def build_model(self, cfg, from_checkpoint=False):
-        """fairseq's model; with --eval-accuracy, also the constrained generator that validation decodes with."""
-        model = super().build_model(cfg, from_checkpoint)
+        """fairseq's model; with --eval-accuracy, also the constrained generator that validation decodes with.
+
+        For a checkpoint (``from_checkpoint``: fairseq-generate --path) the model is built without
+        random initialisation, and fairseq's ``load_state_dict`` then keeps the checkpoint's tensors.
+        """
+        if from_checkpoint:
+            from .loading import build_for_checkpoint
+
+            model = build_for_checkpoint(super().build_model, cfg, from_checkpoint)
+        else:
+            model = super().build_model(cfg, from_checkpoint)
         if self.cfg.eval_accuracy:
             if self.prefix_tree is None:
                 raise ValueError("--eval-accuracy decodes the validation set with the constrained search: give --trie KB.trie")
