@@ -12,8 +12,9 @@ package *before* fairseq and then runs a fairseq command in the same process cal
 
 The fixes to fairseq that change process-wide state are applied by :func:`apply_fairseq_fixes`,
 which the ``genre`` task calls when fairseq builds it (training, generation), not on import:
-torch's allow-list for checkpoints, the broadcast of checkpoints to other ranks, and the exit
-handler of the prefetch thread. docs/training.md says what each one changes and why.
+torch's allow-list for checkpoints, the broadcast of checkpoints to other ranks, the exit
+handler of the prefetch thread, and memory-mapped reads in fairseq's model loading
+(``fairseq-generate --path``). docs/training.md says what each one changes and why.
 """
 
 import os
@@ -42,10 +43,12 @@ def apply_fairseq_fixes() -> None:
     from .checkpoints import allow_fairseq_checkpoint_globals
     from .distributed import patch_fairseq_broadcast_object
     from .iterators import register_exit_handler
+    from .loading import map_fairseq_model_loads
 
     allow_fairseq_checkpoint_globals()
     patch_fairseq_broadcast_object()
     register_exit_handler()
+    map_fairseq_model_loads()
 
 
 if "fairseq" in sys.modules:  # imported by fairseq (--user-dir), or by a program that uses fairseq

@@ -34,7 +34,7 @@ import os
 import sys
 import threading
 import zipfile
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -77,13 +77,24 @@ def read_checkpoint(path: str, arg_overrides: Optional[Dict[str, Any]] = None) -
     state = checkpoint_utils._upgrade_state_dict(state)  # fails on what is not a fairseq checkpoint
     if "model" not in state:
         raise KeyError("model: the file holds no model state")
-    if mapped:
-        state[_MAPPED] = True
+    if mapped:  # the storages of the file mapping: only their pages may be given back (_cast_like)
+        state[_MAPPED] = frozenset(t.untyped_storage().data_ptr() for t in state["model"].values()
+                                   if isinstance(t, torch.Tensor))
     return state
 
 
-# Key of the upgraded state that says its tensors are views of a private file mapping.
+# Key of the upgraded state holding the addresses of its storages that are a private file mapping.
 _MAPPED = "_genre_mapped"
+
+
+class MappedStateDict(dict):
+    """A model state dict read by :func:`read_checkpoint` from a zip file, with ``storages``: the
+    addresses of its storages that are a private file mapping, so that an fp16 checkpoint's pages
+    can be given back as its tensors are converted."""
+
+    def __init__(self, state_dict: dict, storages: frozenset):
+        super().__init__(state_dict)
+        self.storages = storages
 
 
 # Random draws that initialise a tensor in place: on meta there is nothing to draw (and torch's
@@ -157,12 +168,13 @@ def _libc():
         return None
 
 
-def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module, mapped: bool = False) -> None:
+def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module, mapped: Collection[int] = ()) -> None:
     """Convert, in place, each floating tensor whose dtype differs from the model's; aliases stay aliases.
 
-    ``mapped``: the tensors are views of a private file mapping (:func:`read_checkpoint`); each one's
-    pages are given back as soon as it is converted, so the peak is the converted model, not the
-    model plus the whole mapped file.
+    ``mapped``: the addresses of the storages that are a private file mapping (:func:`read_checkpoint`);
+    a tensor of one of them has its pages given back as soon as it is converted, so the peak is the
+    converted model, not the model plus the whole mapped file. A tensor made since (by an upgrade, in
+    anonymous memory) is never in it.
     """
     expected = dict(model.named_parameters(remove_duplicate=False))
     expected.update(model.named_buffers(remove_duplicate=False))
@@ -176,7 +188,7 @@ def _cast_like(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module, mapp
                  tuple(value.stride()), target.dtype)
         if alias not in converted:
             converted[alias] = value.to(target.dtype)
-            if mapped:
+            if value.untyped_storage().data_ptr() in mapped:  # never a tensor made since (anonymous memory)
                 _drop_mapped_pages(value)
         state_dict[key] = converted[alias]
 
@@ -208,7 +220,7 @@ def _meta_tensors(model: torch.nn.Module) -> List[str]:
 
 
 def assign_state_dict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], model_cfg=None,
-                      mapped: bool = False) -> List[str]:
+                      mapped: Collection[int] = ()) -> List[str]:
     """Make ``state_dict``'s tensors a meta-built fairseq ``model``'s; return what is left on meta.
 
     Does what ``BaseFairseqModel.load_state_dict`` does (upgrades, LayerDrop pruning, strict key
@@ -235,7 +247,9 @@ _ordinary_builds = threading.local()
 
 @contextlib.contextmanager
 def ordinary_builds() -> Iterator[None]:
-    """Within this block :func:`build_for_checkpoint` builds and loads as fairseq does (no meta)."""
+    """Within this block fairseq's loader works as without the plugin: :func:`build_for_checkpoint`
+    builds as fairseq does (no meta) and :func:`map_fairseq_model_loads`' wrapper reads the file
+    into memory (no mapping)."""
     previous = getattr(_ordinary_builds, "on", False)
     _ordinary_builds.on = True
     try:
@@ -260,7 +274,7 @@ def build_for_checkpoint(build, *args, **kwargs) -> torch.nn.Module:
         del model.load_state_dict  # one assignment; the class's method from now on
         if not strict:
             raise ValueError("a model built on meta loads strictly (every tensor must be in the checkpoint)")
-        left = assign_state_dict(model, state_dict, model_cfg)
+        left = assign_state_dict(model, state_dict, model_cfg, mapped=getattr(state_dict, "storages", ()))
         if left:
             raise RuntimeError(f"{len(left)} tensors are not in the checkpoint and cannot be rebuilt: "
                                f"{', '.join(left[:3])}")
@@ -274,8 +288,12 @@ def _mapped_load_checkpoint_to_cpu(original):
 
     @functools.wraps(original)
     def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
-        if getattr(_mapped_reads, "depth", 0) and os.path.isfile(path) and zipfile.is_zipfile(path):
-            return read_checkpoint(path, arg_overrides)
+        if (getattr(_mapped_reads, "depth", 0) and not getattr(_ordinary_builds, "on", False)
+                and os.path.isfile(path) and zipfile.is_zipfile(path)):
+            state = read_checkpoint(path, arg_overrides)
+            if state.get(_MAPPED):  # fairseq hands state["model"] alone to load_state_dict: the flag goes with it
+                state["model"] = MappedStateDict(state["model"], state[_MAPPED])
+            return state
         return original(path, arg_overrides, load_on_all_ranks)
 
     load_checkpoint_to_cpu._genre_mapped = True
@@ -327,7 +345,7 @@ def _build_and_load(task, cfg, state: dict) -> Optional[torch.nn.Module]:
     history = state.get("optimizer_history") or []
     if history and "num_updates" in history[-1]:
         model.set_num_updates(history[-1]["num_updates"])
-    left = assign_state_dict(model, state["model"], cfg.model, mapped=state.get(_MAPPED, False))
+    left = assign_state_dict(model, state["model"], cfg.model, mapped=state.get(_MAPPED, ()))
     model.__dict__.pop("load_state_dict", None)  # build_model's one-shot assignment (build_for_checkpoint) is spent
     if left:
         logger.warning("%d tensors are not in the checkpoint and cannot be rebuilt (%s): loading the "

@@ -76,10 +76,48 @@ def test_generate_with_mapped_checkpoint_reads_gives_the_same_hypotheses(data_di
     reads = []
     original = loading.read_checkpoint
     monkeypatch.setattr(loading, "read_checkpoint", lambda *a, **k: reads.append(a[0]) or original(*a, **k))
+    dropped = []
+    drop = loading._drop_mapped_pages
+    monkeypatch.setattr(loading, "_drop_mapped_pages", lambda t: dropped.append(t.shape) or drop(t))
     loading.map_fairseq_model_loads()
     loading.map_fairseq_model_loads()  # idempotent: wrapped once
     assert _generate(data_dir, capsys) == ordinary
     assert reads == [os.path.join(MODEL, "model.pt")]
+    # the quickstart checkpoint is fp16: its mapped pages are given back as fairseq's loader converts them
+    assert dropped
+
+
+def test_the_genre_task_maps_fairseqs_model_loads(monkeypatch):
+    """apply_fairseq_fixes (run when fairseq builds the genre task) wires the mapped read in."""
+    import genre_fairseq
+
+    monkeypatch.setattr(checkpoint_utils, "load_checkpoint_to_cpu",
+                        getattr(checkpoint_utils.load_checkpoint_to_cpu, "__wrapped__", checkpoint_utils.load_checkpoint_to_cpu))
+    monkeypatch.setattr(checkpoint_utils, "load_model_ensemble_and_task",
+                        getattr(checkpoint_utils.load_model_ensemble_and_task, "__wrapped__",
+                                checkpoint_utils.load_model_ensemble_and_task))
+    assert not getattr(checkpoint_utils.load_model_ensemble_and_task, "_genre_mapped", False)
+    genre_fairseq.apply_fairseq_fixes()
+    assert checkpoint_utils.load_model_ensemble_and_task._genre_mapped
+    assert checkpoint_utils.load_checkpoint_to_cpu._genre_mapped
+
+
+def test_only_the_file_mappings_pages_are_given_back(tmp_path, monkeypatch):
+    """A tensor an upgrade made (anonymous memory, where MADV_DONTNEED would zero it) is converted, never dropped."""
+    path = str(tmp_path / "t.pt")
+    torch.save({"a.weight": torch.arange(8192, dtype=torch.float32).half()}, path)
+    state = torch.load(path, mmap=True, weights_only=True)
+    mapped = frozenset(t.untyped_storage().data_ptr() for t in state.values())
+    made = torch.arange(8192, dtype=torch.float32).half()
+    state["b.weight"] = made
+    model = torch.nn.Module()
+    model.a, model.b = torch.nn.Linear(1, 8192, bias=False), torch.nn.Linear(1, 8192, bias=False)
+    dropped = []
+    monkeypatch.setattr(loading, "_drop_mapped_pages", lambda t: dropped.append(t.data_ptr()))
+    loading._cast_like(state, model, mapped)
+    assert state["a.weight"].dtype == state["b.weight"].dtype == torch.float32
+    assert len(dropped) == 1 and dropped[0] != made.data_ptr()
+    assert torch.equal(made, torch.arange(8192, dtype=torch.float32).half())
 
 
 def _task_and_state():
