@@ -35,6 +35,7 @@ setup(
             "genre-trie = trie_tools.cli:main",
             "genre-evaluate = genre_fairseq.evaluate:main",
             "genre-prepare = trie_tools.prepare:main",
+            "genre-quickstart = genre_fairseq.quickstart:main",
         ],
     },
 )

@@ -83,6 +83,28 @@ EXPECTED_TOP = {
 }
 
 
+def _untimed(stdout):
+    return [line for line in stdout.splitlines() if not re.match(r"\d+ sentences linked in ", line)]
+
+
+def test_genre_quickstart_runs_the_main_job_from_any_directory(samples, tmp_path):
+    """The README's main job as a console script, from a directory that is not the repository."""
+    script = os.path.join(os.path.dirname(sys.executable), "genre-quickstart")
+    proc = subprocess.run([script], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _untimed(proc.stdout) == _untimed(samples[0])
+    assert os.listdir(tmp_path) == []  # nothing written where it runs
+
+
+def test_genre_quickstart_without_the_examples_says_so(monkeypatch, capsys, tmp_path):
+    from genre_fairseq import quickstart as command
+
+    monkeypatch.setattr(command, "LINK", str(tmp_path / "examples" / "quickstart" / "link.py"))
+    assert command.main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "link.py not found" in err[0] and "pip install -e ." in err[0]
+
+
 def test_sample_sentences_link_to_the_expected_cldr_entities(samples, kb):
     stdout, blocks = samples
     assert len(blocks) == 22  # every line of sentences.tsv, in file order

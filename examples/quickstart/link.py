@@ -3,6 +3,7 @@
   python -m examples.quickstart                      # the sample sentences (sentences.tsv), in 16 languages
   python -m examples.quickstart --sentence "Die Hauptstadt von [START] Italien [END] ist Rom."
   python -m examples.quickstart --file my_sentences.txt --top 5 --langs de,fr
+  genre-quickstart ...                               # the same from any directory (pip install -e .)
 
 Every sentence marks one mention with ``[START] ... [END]`` (spaces around the markers are added
 if missing). For each sentence it prints the best entities: rank, entity id (a CLDR code, e.g.
@@ -139,8 +140,8 @@ def print_result(item: Item, ranked: List[dict], table, top: int) -> Optional[bo
     return ok
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.quickstart", description=__doc__,
+def main(argv: Optional[List[str]] = None, prog: str = "python -m examples.quickstart") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentence", action="append", metavar="TEXT",
                         help="a sentence with one [START] mention [END] (repeatable)")
