@@ -736,16 +736,15 @@ def scale_report(res: dict, args) -> str:
                  f"and the projection to mGENRE's {project / 1e6:.2f}M names; this machine has {gib(total)} "
                  "(shared by six sessions today).\n")
         L.append(f"| stage | a | b (bytes/name) | projected peak at {project / 1e6:.2f}M | share of RAM | "
-                 f"projected wall at today's load | projected CPU |")
-        L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+                 "projected CPU (wall on a quiet machine) |")
+        L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
         for label, key in (("reading", "reading"), ("encoding + compiling", "build")):
             for what, field in (("ru_maxrss", "ru_maxrss"), ("sum of RSS", "peak_rss")):
                 a, bb = _fit(ns, [done[n][key][field] for n in ns])
                 p = a + bb * project
-                wa, wb = _fit(ns, [done[n][key]["wall"] for n in ns])
                 ca, cb = _fit(ns, [done[n][key]["cpu"] for n in ns])
                 L.append(f"| {label} ({what}) | {gib(a)} | {bb:.1f} | {gib(p)} | {p / total:.0%} | "
-                         f"{(wa + wb * project) / 3600:.1f} h | {(ca + cb * project) / 3600:.1f} h |")
+                         f"{(ca + cb * project) / 3600:.1f} h |")
         L.append("")
     return "\n".join(L)
 
