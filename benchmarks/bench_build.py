@@ -122,6 +122,9 @@ class TreeMemory(threading.Thread):
         self.max_procs = 0
         self.timeline: List[tuple] = []  # (seconds, rss bytes, processes)
         self._stop_event = threading.Event()
+        self.min_available = 0  # bytes; when MemAvailable falls under it, the stage is killed
+        self.stopped: Optional[str] = None
+        self.min_seen_available = _mem_available()
 
     def pids(self) -> List[int]:
         if TreeMemory.method != "/proc scan":
@@ -146,10 +149,17 @@ class TreeMemory(threading.Thread):
         return found
 
     def sample(self) -> None:
+        if self.min_available and _mem_available() < self.min_available and self.stopped is None:
+            self.stopped = f"MemAvailable fell under {self.min_available / GB:.1f} GiB at {time.perf_counter() - self.t0:.0f} s"
+            try:
+                os.killpg(self.pid, 9)  # the stage runs in its own session: this ends it and its workers only
+            except OSError:
+                pass
         pids = self.pids()
         rss = sum(_status_kb(p, "VmRSS:") for p in pids) * 1024
         pss = sum(_pss_kb(p) for p in pids) * 1024
         self.timeline.append((time.perf_counter() - self.t0, rss, len(pids)))
+        self.min_seen_available = min(self.min_seen_available, _mem_available())
         if rss > self.peak_rss:
             self.peak_rss, self.procs_at_peak = rss, len(pids)
         self.peak_pss = max(self.peak_pss, pss)
@@ -168,6 +178,15 @@ class TreeMemory(threading.Thread):
         return max((r for t, r, _ in self.timeline if a <= t <= b), default=0)
 
 
+def _mem_available() -> int:
+    """MemAvailable of the machine, bytes."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def _busy_seconds() -> float:
     """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
     with open("/proc/stat") as f:
@@ -176,15 +195,21 @@ def _busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def run_stage(label: str, cmd: List[str], log_dir: str) -> dict:
-    """Run cmd; wall time, peak tree RSS/PSS, ru_maxrss (wait4), and its output lines with timestamps."""
+def run_stage(label: str, cmd: List[str], log_dir: str, min_available: float = 0, allow_stop: bool = False) -> dict:
+    """Run cmd; wall time, peak tree RSS/PSS, ru_maxrss (wait4), and its output lines with timestamps.
+
+    With ``min_available`` (bytes), the stage is killed when the machine's MemAvailable falls under it;
+    with ``allow_stop`` such a stop is returned (``result["stopped"]``) instead of ending the benchmark.
+    """
     print(f"[{label}] {' '.join(cmd)}", flush=True)
     lines: List[tuple] = []
     busy0 = _busy_seconds()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=log_dir)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=log_dir,
+                            start_new_session=True)
     monitor = TreeMemory(proc.pid)
     monitor.t0 = t0
+    monitor.min_available = min_available
     monitor.start()
 
     def reader(stream, name):
@@ -209,11 +234,15 @@ def run_stage(label: str, cmd: List[str], log_dir: str) -> dict:
         f.write("# memory timeline: seconds, tree RSS MiB, processes\n")
         for t, rss, n in monitor.timeline:
             f.write(f"{t:9.2f} {rss / MB:10.1f} {n}\n")
-    if proc.returncode != 0:
+    if monitor.stopped and allow_stop:
+        print(f"[{label}] stopped: {monitor.stopped}", flush=True)
+    elif proc.returncode != 0:
         tail = "\n".join(text for _, _, text in lines[-20:])
-        raise SystemExit(f"[{label}] failed with exit code {proc.returncode}:\n{tail}")
+        raise SystemExit(f"[{label}] failed with exit code {proc.returncode}:\n{tail}"
+                         + (f"\n({monitor.stopped})" if monitor.stopped else ""))
     cpu = usage.ru_utime + usage.ru_stime  # the process and its reaped children (the workers)
-    result = {"wall": wall, "cpu": cpu, "other_load": max(0.0, busy - cpu) / wall,
+    result = {"wall": wall, "cpu": cpu, "other_load": max(0.0, busy - cpu) / wall, "stopped": monitor.stopped,
+              "min_available": monitor.min_seen_available,
               "peak_rss": monitor.peak_rss, "peak_pss": monitor.peak_pss, "procs_at_peak": monitor.procs_at_peak, "max_procs": monitor.max_procs,
               "ru_maxrss": usage.ru_maxrss * 1024, "lines": lines, "monitor": monitor}
     print(f"[{label}] {wall:.1f} s ({cpu:.1f} s CPU; other load on the machine {result['other_load']:.2f} cores), "
@@ -547,6 +576,193 @@ def write_section(path: str, text: str) -> None:
         f.write(new)
 
 
+# ----------------------------------------------------------------------------- scale series: reading + building at several sizes
+
+SCALE_BEGIN, SCALE_END = "<!-- bench_build_scale:begin -->", "<!-- bench_build_scale:end -->"
+
+
+def _head(src: str, dst: str, n: int) -> None:
+    """The first n lines of src into dst."""
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        for i, line in enumerate(f):
+            if i >= n:
+                break
+            out.write(line)
+
+
+def _fit(xs: List[float], ys: List[float]) -> tuple:
+    """Least-squares line y = a + b x (a, b); with one point, through the origin."""
+    if len(xs) == 1:
+        return 0.0, ys[0] / xs[0]
+    b, a = np.polyfit(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), 1)
+    return float(a), float(b)
+
+
+def _stage_record(st: dict) -> dict:
+    keep = ("wall", "cpu", "other_load", "peak_rss", "peak_pss", "procs_at_peak", "ru_maxrss", "stopped", "min_available")
+    return {k: st[k] for k in keep}
+
+
+def run_scale(args) -> None:
+    """Reading + encoding/compiling at each size of --scale; one KB generated at the largest size (in chunks),
+    the smaller ones are its first N lines; outputs deleted after each size. Results go to scale.json."""
+    sizes = sorted(int(x) for x in args.scale.split(","))
+    work = args.work or tempfile.mkdtemp(prefix="bench_build_scale.", dir="/tmp")
+    os.makedirs(work, exist_ok=True)
+    me = [sys.executable, os.path.abspath(__file__)]
+    genre_trie = os.path.join(os.path.dirname(sys.executable), "genre-trie")
+    guard = args.min_available_gb * GB
+    out_json = os.path.join(work, "scale.json")
+    res = json.load(open(out_json)) if os.path.exists(out_json) else {}
+    res.update(started=f"{datetime.datetime.now():%Y-%m-%d %H:%M}", machine=machine(), sizes=sizes,
+               gen_chunk=args.gen_chunk, seed=args.seed, workers=args.workers)
+    res.setdefault("runs", {})
+
+    def save():
+        with open(out_json, "w") as f:
+            json.dump(res, f, indent=1)
+
+    big = sizes[-1]
+    tsv_big = os.path.join(work, f"kb_{big}_s{args.seed}_c{args.gen_chunk}.tsv")
+    if not os.path.exists(tsv_big + ".done"):
+        gen = run_stage("generate", [sys.executable, os.path.join(HERE, "make_names.py"), "--names", str(big),
+                                     "--seed", str(args.seed), "--chunk", str(args.gen_chunk), "--output", tsv_big],
+                        work, min_available=guard)
+        res["generate"] = dict(_stage_record(gen), summary=gen["lines"][-1][2] if gen["lines"] else "")
+        save()
+        open(tsv_big + ".done", "w").close()
+    try:
+        for n in sizes:
+            if str(n) in res["runs"] and not res["runs"][str(n)].get("stopped"):
+                print(f"[{n:,}] already measured, skipped", flush=True)
+                continue
+            tsv = tsv_big if n == big else os.path.join(work, f"kb_{n}.tsv")
+            if n != big:
+                _head(tsv_big, tsv, n)
+            if "spm" not in res:
+                st = run_stage("sentencepiece", me + ["--phase", "spm", "--tsv", tsv, "--work", work, "--seed",
+                                                      str(args.seed), "--spm-sample", str(args.spm_sample), "--vocab",
+                                                      str(args.vocab), "--dict-size", str(args.dict_size),
+                                                      "--dict-layout", args.dict_layout], work)
+                res["spm"] = dict(json_line(st), trained_on=n)
+                save()
+            names_path, trie_path = os.path.join(work, "kb.names"), os.path.join(work, "kb.trie")
+            run = {"load_before": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+            res["runs"][str(n)] = run
+            reading = run_stage(f"reading_{n}", [genre_trie, "names", "--tsv", tsv, "--output", names_path, "--quiet"],
+                                work, min_available=guard, allow_stop=True)
+            run["reading"] = _stage_record(reading)
+            if not reading["stopped"]:
+                run["reading"].update(parse_names_summary(reading["lines"]))
+                run["names_bytes"] = os.path.getsize(names_path)
+                building = run_stage(f"build_{n}", [genre_trie, "build", "--names", names_path, "--format", "name_lang",
+                                                    "--sentencepiece", os.path.join(work, "spm.model"), "--dict",
+                                                    os.path.join(work, "dict.txt"), "--output", trie_path,
+                                                    "--workers", str(args.workers), "--quiet"],
+                                     work, min_available=guard, allow_stop=True)
+                run["build"] = _stage_record(building)
+                if not building["stopped"]:
+                    summ = parse_build_summary(building["lines"])
+                    mon = building["monitor"]
+                    summ["peak_encode"] = mon.peak_between(0, summ.get("t_encoded", 0))
+                    summ["peak_compile"] = mon.peak_between(summ.get("t_encoded", 0), building["wall"] + 1)
+                    run["build"].update(summ)
+                    run["trie_bytes"] = os.path.getsize(trie_path)
+            run["stopped"] = reading["stopped"] or run.get("build", {}).get("stopped")
+            run["load_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+            save()
+            for path in (names_path, trie_path) + ((tsv,) if n != big else ()):
+                if os.path.exists(path):
+                    os.remove(path)
+            if run["stopped"]:
+                print(f"[{n:,}] stopped ({run['stopped']}); larger sizes are not run", flush=True)
+                break
+    finally:
+        if not args.keep:
+            for path in (tsv_big, tsv_big + ".done"):
+                if os.path.exists(path):
+                    os.remove(path)
+    text = scale_report(res, args)
+    print(text)
+    if args.write:
+        write_scale_section(args.write, text)
+
+
+def scale_report(res: dict, args) -> str:
+    done = {int(k): v for k, v in res["runs"].items() if not v.get("stopped") and "build" in v}
+    ns = sorted(done)
+    project = args.project
+    with open("/proc/meminfo") as f:
+        total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+    cmd = f"python benchmarks/bench_build.py --scale {args.scale} --gen-chunk {args.gen_chunk}"
+    if args.workers != 2:
+        cmd += f" --workers {args.workers}"
+    if args.work:
+        cmd += f" --work {args.work}"
+    if args.write:
+        cmd += f" --write {args.write}"
+    L = ["### Scale: reading and building at mGENRE sizes (`bench_build.py --scale`)\n",
+         f"Command: `{cmd}`; started {res['started']}; machine: {res['machine']}; OMP_NUM_THREADS=1, "
+         f"`genre-trie build --workers {res['workers']}`. A stage is killed if MemAvailable falls under "
+         f"{args.min_available_gb:g} GiB (none was, unless said below).\n"]
+    g = res.get("generate", {})
+    L.append(f"Input: one KB of {res['sizes'][-1]:,} names from `benchmarks/make_names.py --names {res['sizes'][-1]} "
+             f"--chunk {res['gen_chunk']}` ({g.get('summary', '?').split(': ', 1)[-1]}; peak RSS {gib(g.get('peak_rss', 0))}); "
+             "each smaller size is its first N lines (chunks are drawn independently, so a prefix of whole chunks "
+             "is the same KB as a run at that size). SentencePiece model and 256k dict.txt as above, trained once "
+             f"on {res.get('spm', {}).get('sentences', 0):,} identifiers of the {res.get('spm', {}).get('trained_on', 0):,}-name KB.\n")
+    L.append("Peak = ru_maxrss of the stage (VmHWM of its largest process, from wait4) and, in brackets, the "
+             "largest sampled sum of RSS over the process and its workers. names/s = names / wall s; "
+             "*per CPU s* = names / CPU s (user + system of the process and its workers), the figure that "
+             "does not depend on the machine's load; load = `uptime` before the size.\n")
+    L.append("| names | load (1/5/15 min) | reading wall s | CPU s | names/s | per CPU s | peak | "
+             "build wall s | CPU s | encode / compile names/s | per CPU s | peak encode | peak compile | peak | "
+             "kb.names bytes | kb.trie bytes |")
+    L.append("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in ns:
+        r, b = done[n]["reading"], done[n]["build"]
+        load = done[n]["load_before"].split("load average:")[-1].strip()
+        L.append(f"| {n:,} | {load} | {r['wall']:.0f} | {r['cpu']:.0f} | {n / r['wall']:,.0f} | {n / r['cpu']:,.0f} | "
+                 f"{gib(r['ru_maxrss'])} ({gib(r['peak_rss'])}) | {b['wall']:.0f} | {b['cpu']:.0f} | "
+                 f"{b['encode_rate']:,} / {b['compile_rate']:,} | {n / b['cpu']:,.0f} | {gib(b['peak_encode'])} | "
+                 f"{gib(b['peak_compile'])} | {gib(b['ru_maxrss'])} ({gib(b['peak_rss'])}) | "
+                 f"{done[n]['names_bytes']:,} | {done[n]['trie_bytes']:,} |")
+    for n, v in sorted((int(k), v) for k, v in res["runs"].items() if v.get("stopped") or "build" not in v):
+        L.append(f"| {n:,} | {v.get('load_before', '').split('load average:')[-1].strip()} | stopped: "
+                 f"{v.get('stopped') or 'not finished'} | | | | | | | | | | | | | |")
+    L.append("")
+    if ns:
+        L.append(f"Linear fits (least squares over {', '.join(f'{n / 1e6:g}M' for n in ns)}), peak = a + b x names, "
+                 f"and the projection to mGENRE's {project / 1e6:.2f}M names; this machine has {gib(total)} "
+                 "(shared by six sessions today).\n")
+        L.append(f"| stage | a | b (bytes/name) | projected peak at {project / 1e6:.2f}M | share of RAM | "
+                 "projected CPU (wall on a quiet machine) |")
+        L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label, key in (("reading", "reading"), ("encoding + compiling", "build")):
+            for what, field in (("ru_maxrss", "ru_maxrss"), ("sum of RSS", "peak_rss")):
+                a, bb = _fit(ns, [done[n][key][field] for n in ns])
+                p = a + bb * project
+                ca, cb = _fit(ns, [done[n][key]["cpu"] for n in ns])
+                L.append(f"| {label} ({what}) | {gib(a)} | {bb:.1f} | {gib(p)} | {p / total:.0%} | "
+                         f"{(ca + cb * project) / 3600:.1f} h |")
+        L.append("")
+    return "\n".join(L)
+
+
+def write_scale_section(path: str, text: str) -> None:
+    """Replace the scale block; a new one goes right after the bench_build block (same section)."""
+    old = open(path, encoding="utf-8").read()
+    block = f"{SCALE_BEGIN}\n{text}\n{SCALE_END}"
+    if SCALE_BEGIN in old:
+        new = old[: old.index(SCALE_BEGIN)] + block + old[old.index(SCALE_END) + len(SCALE_END):]
+    else:
+        end = "<!-- bench_build:end -->"
+        at = old.index(end) + len(end) if end in old else len(old)
+        new = old[:at] + "\n\n" + block + old[at:]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new)
+
+
 def times(x: float) -> str:
     return f"{x:,.0f}x" if x >= 10 else f"{x:.1f}x"
 
@@ -578,6 +794,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--limit-gb", type=float, default=4.0, help="peak memory target per stage (GB)")
     parser.add_argument("--chunk", type=int, default=500_000, help=argparse.SUPPRESS)
     parser.add_argument("--write", metavar="MD", help="replace this benchmark's section of a Markdown file")
+    parser.add_argument("--scale", metavar="N,N,...",
+                        help="scale series instead: reading + encoding/compiling only (no marisa, no lookups) at "
+                        "each of these sizes, one KB generated at the largest (in --gen-chunk chunks), outputs "
+                        "deleted after each size; peaks fitted and projected to --project names")
+    parser.add_argument("--gen-chunk", type=int, default=2_000_000, help="make_names.py --chunk for --scale")
+    parser.add_argument("--project", type=int, default=89_270_000, help="size to project the --scale fits to "
+                        "(default mGENRE's 89.27M names)")
+    parser.add_argument("--min-available-gb", type=float, default=4.0,
+                        help="--scale: kill a stage when the machine's MemAvailable falls under this (GiB)")
+    parser.add_argument("--report-only", action="store_true", help="--scale: rewrite the report from WORK/scale.json")
     parser.add_argument("--phase", choices=("spm", "marisa", "lookup"), help=argparse.SUPPRESS)
     for hidden in ("tsv", "trie", "marisa", "samples-file"):
         parser.add_argument("--" + hidden, help=argparse.SUPPRESS)
@@ -587,6 +813,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.phase:
         sys.path.insert(0, ROOT)
         {"spm": phase_spm, "marisa": phase_marisa, "lookup": phase_lookup}[args.phase](args)
+        return
+
+    if args.scale:
+        if args.report_only:
+            text = scale_report(json.load(open(os.path.join(args.work, "scale.json"))), args)
+            print(text)
+            if args.write:
+                write_scale_section(args.write, text)
+        else:
+            run_scale(args)
         return
 
     started = datetime.datetime.now()

@@ -24,12 +24,10 @@ import argparse
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import time
 
-import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,28 +41,7 @@ from genre_fairseq.e2e_search import EndToEndSearch, MarkupTokens, mention_tree 
 from genre_fairseq.prefix_tree import PrefixTree  # noqa: E402
 from tests.toy import make_dictionary  # noqa: E402
 
-EOS = 2
-SPM = os.path.join(ROOT, "examples", "quickstart", "model", "spm.model")
-
-
-def tokenized_names(n, vocab, seed=0):
-    """Token ids of n distinct realistic names: quickstart SentencePiece pieces at seeded positions of a
-    vocab-sized dictionary. Names with a piece the model does not know, and repeats, are replaced by more names."""
-    import make_names
-    import sentencepiece
-
-    sp = sentencepiece.SentencePieceProcessor()
-    sp.Load(SPM)
-    rng = np.random.default_rng(seed)
-    position = rng.permutation(np.arange(4 + 8, vocab))[: sp.GetPieceSize()]  # ids 4..11 kept for markup
-    generated = n
-    while True:
-        _, _, names, _ = make_names.generate(generated, seed, verbose=False)
-        pieces = sp.encode([str(x) for x in names], num_threads=1)
-        seqs = dict.fromkeys(tuple(int(position[p]) for p in ids) for ids in pieces if ids and 0 not in ids)  # 0: unknown
-        if len(seqs) >= n:
-            return sorted(list(seqs)[:n]), position, generated
-        generated = int(generated * n / max(len(seqs), 1) * 1.05) + 1
+from _common import EOS, ReferenceTrie, interleaved_medians, step_inputs, tokenized_names  # noqa: E402
 
 
 def make_sources(seqs, position, bsz, length, rng):
@@ -79,18 +56,7 @@ def make_sources(seqs, position, bsz, length, rng):
     return out
 
 
-class DictTrie:
-    """Nested dicts of token ids, the reference's trie."""
-
-    def __init__(self, seqs):
-        self.root = {}
-        for s in seqs:
-            node = self.root
-            for t in s:
-                node = node.setdefault(t, {})
-
-
-def reference_callback(sources, mentions: DictTrie, entities: DictTrie, mk: MarkupTokens, max_len: int):
+def reference_callback(sources, mentions: ReferenceTrie, entities: ReferenceTrie, mk: MarkupTokens, max_len: int):
     """The reference approach: per hypothesis, re-scan the prefix to find the state, then walk the dict tries."""
     o, c, b, e = mk.as_tuple()
 
@@ -120,7 +86,7 @@ def reference_callback(sources, mentions: DictTrie, entities: DictTrie, mk: Mark
                 else:
                     pos += 1
             elif mode == "c":
-                mode, ent = "e", entities.root[EOS]
+                mode, ent = "e", entities.trie_dict[EOS]
             elif mode == "e":
                 if t == e:
                     mode = "o"
@@ -130,13 +96,13 @@ def reference_callback(sources, mentions: DictTrie, entities: DictTrie, mk: Mark
             out = []
             if pos < len(src):
                 out.append(src[pos])
-                if can_end(mentions.root, src, pos, max_len):
+                if can_end(mentions.trie_dict, src, pos, max_len):
                     out.append(o)
             else:
                 out.append(EOS)
             return out
         if mode == "m":
-            node = mentions.root
+            node = mentions.trie_dict
             for t in src[mstart:pos]:
                 node = node[t]
             out = []
@@ -194,8 +160,8 @@ def main(argv=None):
     m_tree = mention_tree(seqs, d)
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mentions = DictTrie([*s, EOS] for s in seqs)
-    entities = DictTrie([EOS, *s, EOS] for s in seqs)
+    mentions = ReferenceTrie([*s, EOS] for s in seqs)
+    entities = ReferenceTrie([EOS, *s, EOS] for s in seqs)
     t_dict = time.perf_counter() - t0
 
     bsz, beam, vocab = args.batch, args.beam, args.vocab
@@ -213,8 +179,7 @@ def main(argv=None):
     for step in [int(s) for s in args.steps.split(",")]:
         prev, states = random_prefixes(ours, bsz, beam, step, rng_seed=step)
         modes = torch.bincount(states.mode, minlength=5).tolist()
-        lprobs = torch.randn(bsz, beam, vocab).log_softmax(-1)
-        scores = torch.randn(bsz, beam, step).cumsum(-1) - 5
+        lprobs, scores = step_inputs(bsz, beam, vocab, step)
 
         def run_ours():
             ours._states = states  # as update_constraints() leaves them after the previous step
@@ -240,15 +205,7 @@ def main(argv=None):
         live = r_scores > -1e20
         assert torch.allclose(o_scores[live], r_scores[live]), "reference and ours disagree"
         fns = {"reference": run_reference, "callbacks": run_callbacks, "ours": run_ours, "unconstrained": run_plain}
-        times = {k: [] for k in fns}
-        for fn in fns.values():
-            fn()  # warm-up
-        for _ in range(args.reps):
-            for name, fn in fns.items():
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = interleaved_medians(fns, args.reps)
         rows.append((step, modes, med))
         print(f"step {step}: modes {modes} reference {med['reference'] * 1e3:.1f} ms (callbacks {med['callbacks'] * 1e3:.1f}), ours {med['ours'] * 1e3:.2f} ms, "
               f"unconstrained {med['unconstrained'] * 1e3:.1f} ms; reference/ours {med['reference'] / med['ours']:.0f}x, "

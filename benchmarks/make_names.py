@@ -25,7 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Dict, List, Sequence
+import zlib
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -256,11 +257,45 @@ def disambiguators(rng: np.random.Generator, lang: str, script: str, voc, n: int
     return " (" + inner + ")"
 
 
-def generate(n: int, seed: int = 0, verbose: bool = True):
-    """(entity index per name, language index per name, names) for n names; entities consecutive."""
-    rng = np.random.default_rng(seed)
+class TakenNames:
+    """64-bit hashes of the (language, name) pairs of earlier chunks, sorted: about 8 bytes a name.
+
+    The hash is crc32 and adler32 of ``lang<TAB>name`` side by side (deterministic, unlike ``hash``);
+    at 100M names a false "taken" is expected about once in 10^3 runs and only adds a disambiguator.
+    """
+
+    def __init__(self) -> None:
+        self.hashes = np.zeros(0, dtype=np.uint64)
+
+    @staticmethod
+    def keys(lang: np.ndarray, names: np.ndarray, codes: Sequence[str]) -> np.ndarray:
+        out = np.empty(names.size, dtype=np.uint64)
+        for i, (li, name) in enumerate(zip(lang.tolist(), names.tolist())):
+            b = f"{codes[li]}\t{name}".encode()
+            out[i] = zlib.crc32(b) | (zlib.adler32(b) << 32)
+        return out
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        if self.hashes.size == 0:
+            return np.zeros(keys.size, dtype=bool)
+        pos = np.minimum(np.searchsorted(self.hashes, keys), self.hashes.size - 1)
+        return self.hashes[pos] == keys
+
+    def add(self, keys: np.ndarray) -> None:
+        self.hashes = np.union1d(self.hashes, keys)
+
+
+def generate(n: int, seed: int = 0, verbose: bool = True, *, voc=None, rng=None, taken: Optional[TakenNames] = None):
+    """(entity index per name, language index per name, names, language codes) for n names; entities consecutive.
+
+    For a chunk of a larger KB (``generate_chunks``): ``voc`` = the shared vocabularies, ``rng`` = the
+    chunk's generator, ``taken`` = the names of earlier chunks, which count as repeats.
+    """
+    if rng is None:
+        rng = np.random.default_rng(seed)
     t0 = time.time()
-    voc = build_vocabularies(rng, scale=min(1.0, max(0.05, n / 2_000_000)))
+    if voc is None:
+        voc = build_vocabularies(rng, scale=vocabulary_scale(n))
     if verbose:
         print(f"vocabularies: {time.time() - t0:.1f} s", file=sys.stderr)
     # Entities with geometric(0.4) names each (mean 2.5).
@@ -299,6 +334,13 @@ def generate(n: int, seed: int = 0, verbose: bool = True):
             dup.append(i)
         else:
             add(key)
+
+    def taken_before(rows: np.ndarray) -> List[int]:  # rows (not repeats within the chunk) taken by earlier chunks
+        if taken is None or rows.size == 0:
+            return []
+        return rows[taken.contains(TakenNames.keys(lang[rows], names[rows], codes))].tolist()
+
+    dup = sorted(dup + taken_before(np.setdiff1d(np.arange(n), np.array(dup, dtype=np.int64))))
     for round_ in range(6):
         idx = np.array(dup, dtype=np.int64)
         if verbose:
@@ -317,14 +359,43 @@ def generate(n: int, seed: int = 0, verbose: bool = True):
                 dup.append(i)
             else:
                 add(key)
+        dup = sorted(dup + taken_before(np.setdiff1d(idx, np.array(dup, dtype=np.int64))))
     del seen
+    if taken is not None:
+        taken.add(TakenNames.keys(lang, names, codes))
     return entity, lang, names, codes
 
 
+def vocabulary_scale(n: int) -> float:
+    return min(1.0, max(0.05, n / 2_000_000))
+
+
+def generate_chunks(n: int, seed: int = 0, chunk: int = 2_000_000, verbose: bool = True):
+    """``generate`` for n names in chunks of ``chunk`` names, so that memory stays bounded (about 0.5 GB per
+    million names of a chunk, plus 8 bytes per name so far). Yields (entity, lang, names, codes) per chunk.
+
+    All chunks share one set of vocabularies (those of an n-name KB) and continue the entity numbering;
+    chunk c draws from ``default_rng([seed, c])``; a name taken by an earlier chunk is a repeat, as within
+    a chunk. The output differs from ``generate(n, seed)`` (other random draws) but has its distribution,
+    except that an entity's names all lie in one chunk.
+    """
+    voc = build_vocabularies(np.random.default_rng(seed), scale=vocabulary_scale(n))
+    taken = TakenNames()
+    offset = 0
+    for c, a in enumerate(range(0, n, chunk)):
+        m = min(chunk, n - a)
+        entity, lang, names, codes = generate(m, seed, verbose=False, voc=voc,
+                                              rng=np.random.default_rng([seed, c]), taken=taken)
+        if verbose:
+            print(f"chunk {c}: names {a:,}..{a + m - 1:,}", file=sys.stderr, flush=True)
+        yield entity + offset, lang, names, codes
+        offset += int(entity[-1]) + 1
+
+
 def write_tsv(path: str, entity: np.ndarray, lang: np.ndarray, names: np.ndarray, codes: List[str],
-              chunk: int = 1_000_000) -> None:
+              chunk: int = 1_000_000, mode: str = "w") -> None:
     code_col = np.array(["\t%s\t" % c for c in codes], dtype=object)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
+    with open(path, mode, encoding="utf-8", newline="\n") as f:
         for a in range(0, names.size, chunk):
             b = min(a + chunk, names.size)
             ent = np.array(["Q%d" % (e + 1) for e in entity[a:b].tolist()], dtype=object)
@@ -335,21 +406,43 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", type=int, default=10_000_000, help="number of names (lines), default 10,000,000")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chunk", type=int, default=0, metavar="N",
+                        help="generate and write N names at a time (bounded memory, for KBs of tens of millions "
+                             "of names; other draws than without it); default 0: all at once")
     parser.add_argument("--output", required=True, help="TSV file to write")
     args = parser.parse_args(argv)
+    if args.names < 1 or args.chunk < 0:
+        parser.error("--names must be >= 1 and --chunk >= 0")
     t0 = time.time()
-    entity, lang, names, codes = generate(args.names, args.seed)
-    t1 = time.time()
-    write_tsv(args.output, entity, lang, names, codes)
-    t2 = time.time()
-    lengths = np.fromiter((len(s) for s in names.tolist()), dtype=np.int64, count=names.size)
-    share = np.bincount(lang, minlength=len(codes)) / lang.size
-    print(f"{args.output}: {names.size:,} names, {int(entity[-1]) + 1:,} entities; "
+    gen_s = 0.0
+    if args.chunk and args.chunk < args.names:
+        parts = generate_chunks(args.names, args.seed, args.chunk)
+    else:
+        parts = (part for part in [None] for part in [generate(args.names, args.seed)])
+    lengths, lang_count, entities, mode = [], None, 0, "w"
+    while True:
+        t = time.time()
+        part = next(parts, None)
+        gen_s += time.time() - t
+        if part is None:
+            break
+        entity, lang, names, codes = part
+        write_tsv(args.output, entity, lang, names, codes, mode=mode)
+        mode = "a"
+        lengths.append(np.fromiter((len(s) for s in names.tolist()), dtype=np.int32, count=names.size))
+        counts = np.bincount(lang, minlength=len(codes))
+        lang_count = counts if lang_count is None else lang_count + counts
+        entities = int(entity[-1]) + 1
+        del entity, lang, names, part
+    total = time.time() - t0
+    lengths = np.concatenate(lengths)
+    share = lang_count / lengths.size
+    chunked = f" in chunks of {args.chunk:,}" if args.chunk and args.chunk < args.names else ""
+    print(f"{args.output}: {lengths.size:,} names, {entities:,} entities; "
           f"mean name length {lengths.mean():.1f} characters (median {int(np.median(lengths))}, "
           f"p95 {int(np.percentile(lengths, 95))}); languages "
           + ", ".join(f"{c} {s:.0%}" for c, s in zip(codes, share))
-          + f"; generated in {t1 - t0:.1f} s, written in {t2 - t1:.1f} s")
-
+          + f"; generated in {gen_s:.1f} s, written in {total - gen_s:.1f} s{chunked}")
 
 if __name__ == "__main__":
     main()
