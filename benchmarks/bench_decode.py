@@ -214,7 +214,7 @@ def main(argv=None):
          f"{mean_len:.1f} tokens each with BOS/EOS), {tree.num_nodes:,} automaton nodes, built in {t_tree:.1f} s; "
          f"the reference's nested-dict trie of the same sequences in {t_ref:.1f} s. Batch {args.batch} sentences of "
          f"{args.source_len} random source pieces, max-len-b {args.max_len_b}, max-len-a 0. "
-         (f"Median round of {args.reps} per variant, the variants interleaved in each round." if args.reps > 1 else
+         + (f"Median round of {args.reps} per variant, the variants interleaved in each round." if args.reps > 1 else
           "One round: the variants one after another in the order of the table, beam by beam, so a change of the "
           "machine's load during the run shows up as a difference between variants (compare the decoder ms/step, "
           "the same computation in every variant).") + "\n",
