@@ -6,8 +6,9 @@ token included, as fairseq counts it). Its *normalized score* is ``log p / L ** 
 
 Entity of a hypothesis: the identifier is parsed (``identifiers.parse_identifier``) and looked up
 in the name table; when a name belongs to several entities, the hypothesis goes to the first of
-them in the table's id rule (``Q<n>`` by n ascending, then other ids by code point), so the
-result never depends on input order. An identifier the table does not know keeps ``id = None``
+them in the table's order: by anchor count, then sitelinks, when ``genre-trie names`` had them
+(``meta.ambiguous_order``), else the id rule (``Q<n>`` by n ascending, then other ids by code
+point), so the result never depends on input order. An identifier the table does not know keeps ``id = None``
 and forms its own group.
 
 Ranking:
@@ -67,7 +68,7 @@ class NameResolver:
         self._cache: Dict[str, Optional[str]] = {}
 
     def __call__(self, identifier: str) -> Optional[str]:
-        """The entity of an identifier (the id rule's pick if several), or None if unknown or malformed."""
+        """The entity of an identifier (the table's first if several), or None if unknown or malformed."""
         if identifier not in self._cache:
             try:
                 lang, name = parse_identifier(identifier, self.identifier_format)
