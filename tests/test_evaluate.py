@@ -259,8 +259,12 @@ def kb(tmp_path_factory):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from omegaconf import OmegaConf
 
+    import genre_fairseq
     from genre_fairseq.prefix_tree import PrefixTree, dictionary_fingerprint
 
+    # genre_fairseq was imported before fairseq (the NameTable import above): --user-dir does not
+    # import it again, so the task is registered the documented way (else this file fails alone)
+    genre_fairseq.register()
     w = tmp_path_factory.mktemp("evaluate_model")
     model_dir = w / "model"
     model_dir.mkdir()
