@@ -9,8 +9,10 @@ variants interleaved: ``torch.load`` with ``mmap=True`` (reading the file, the f
 ``checkpoint_utils.load_model_ensemble_and_task`` (what the hub did before), and
 ``mGENRE.from_pretrained`` (genre_fairseq.loading), and ``fairseq-generate --path``'s load (the
 ``genre`` task from the command line, then ``checkpoint_utils.load_model_ensemble``): with the task's
-ordinary build (before), with its meta build (``GenreTask.build_model``), and with the read mapped as
-well (``genre_fairseq.loading.map_fairseq_model_loads``). Each child reports its wall time for the load and
+ordinary build and read (``loading.ordinary_builds()``, before), and as it runs now (``fairseq-generate``:
+the meta build of ``GenreTask.build_model`` and the mapped read of
+``genre_fairseq.loading.map_fairseq_model_loads``, which the genre task wires in); ``+mmap`` calls the
+latter once more (the same as ``fairseq-generate`` since it is wired in). Each child reports its wall time for the load and
 its peak resident memory (``VmHWM``) before and after. ``--delete`` removes the directory at the end.
 """
 import argparse
