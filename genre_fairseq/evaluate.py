@@ -36,7 +36,7 @@ from tqdm import tqdm
 # fairseq logs INFO lines at import time; keep this command's output clean.
 logging.getLogger("fairseq").setLevel(logging.WARNING)
 
-from .outputs import atomic_path, check_output, os_error_line  # noqa: E402
+from .outputs import atomic_path, check_output, os_error_line, quiet_when_stdout_closes  # noqa: E402
 from .datasets import (FORMATS, DatasetError, Mention, ReadReport, detect_format, iter_json_lines,  # noqa: E402
                        read_dataset)
 from .retrieval_eval import add_retrieval_arguments, print_retrieval, run_retrieval  # noqa: E402
@@ -598,6 +598,7 @@ def print_read_summary(results: dict, args: argparse.Namespace, unit: str = "men
             print(f"  {example}")
 
 
+@quiet_when_stdout_closes
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``genre-evaluate``."""
     args = build_parser().parse_args(argv)
@@ -621,6 +622,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (UsageError, DatasetError, ValueError) as e:
         print(f"genre-evaluate: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of stdout has gone: quiet_when_stdout_closes ends the command
+        raise
     except OSError as e:  # a directory where a file is expected, no permission, a full disk, ...
         print(f"genre-evaluate: error: {os_error_line(e)}", file=sys.stderr)
         return 2

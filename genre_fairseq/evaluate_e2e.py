@@ -287,6 +287,8 @@ def main_end_to_end(args: argparse.Namespace) -> int:
     except (UsageError, DatasetError, ValueError) as e:
         print(f"genre-evaluate: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of stdout has gone: quiet_when_stdout_closes ends the command
+        raise
     except OSError as e:
         print(f"genre-evaluate: error: {os_error_line(e)}", file=sys.stderr)
         return 2

@@ -12,17 +12,26 @@ module; it sits here because the dependency direction is trie_tools -> genre_fai
   temporary one (and the old file, if any, stays as it was).
 
 Errors are :class:`OutputError` (a ``ValueError``) with one line naming the option and the path.
+Standard output closed by its reader (``genre-trie inspect ... | head``) ends a command silently
+with status 141, as a Unix tool killed by SIGPIPE (:func:`quiet_when_stdout_closes`).
 No torch or fairseq here.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from typing import Iterable, Iterator, Optional, Union
+import sys
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["OutputError", "check_output", "check_output_dir", "atomic_path", "os_error_line"]
+__all__ = ["OutputError", "check_output", "check_output_dir", "atomic_path", "os_error_line",
+           "quiet_when_stdout_closes", "STDOUT_CLOSED"]
+
+#: Exit status when the reader of standard output has gone (128 + SIGPIPE, what a shell reports
+#: for a tool that SIGPIPE ended).
+STDOUT_CLOSED = 141
 
 
 class OutputError(ValueError):
@@ -108,3 +117,27 @@ def os_error_line(error: OSError) -> str:
     if not names:
         return str(error)
     return f"{' -> '.join(map(str, names))}: {cause}"
+
+
+def quiet_when_stdout_closes(main: Callable[..., int]) -> Callable[..., int]:
+    """Decorate a command's ``main``: a BrokenPipeError (the reader of standard output has gone, as
+    with ``| head``) ends it with :data:`STDOUT_CLOSED`, with no message and no traceback.
+
+    The commands' own ``except OSError`` clauses let BrokenPipeError through to here. Standard
+    output is pointed at /dev/null first, so that the interpreter's final flush does not fail again.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except BrokenPipeError:
+            if sys.stdout is sys.__stdout__:  # the process's own stdout (not one a test put in its place)
+                try:
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, sys.stdout.fileno())
+                except (OSError, ValueError):
+                    pass
+            return STDOUT_CLOSED
+
+    return wrapper

@@ -294,3 +294,42 @@ def test_convert_refuses_a_small_pickle_that_expands_exponentially(work, capsys)
     assert path.stat().st_size < 2000
     fails(capsys, "trie", "convert", "--from-genre", path, "--output", work / "o.trie", "--quiet",
           named=[path, "shares sub-dicts", "refusing"], where=work)
+
+
+# ------------------------------------------------------------------ stdout closed by its reader (| head)
+
+
+class _ClosedPipe:
+    """A standard output whose reader has gone: every write fails as a closed pipe's does."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_inspect_into_a_closed_pipe_exits_quietly(tmp_path):
+    """``genre-trie inspect ... | head -1``: status 141 (SIGPIPE's), nothing on stderr, in a real process."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write: the write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "trie_tools.cli", "inspect", str(Path(__file__).parent.parent
+                               / "examples" / "quickstart" / "model" / "cldr.trie"), "--samples", "50"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize("command", ["evaluate", "prepare"])
+def test_a_closed_stdout_ends_evaluate_and_prepare_quietly(work, capsys, monkeypatch, predictions, command):
+    argv = {"evaluate": [KILT, "--predictions", predictions],
+            "prepare": ["--train", ANCHORS, "--model", "mgenre", "--name-table", work / "kb.names",
+                        "--output", work / "out"]}[command]
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    assert COMMANDS[command]([str(a) for a in argv]) == 141
+    assert capsys.readouterr().err == ""

@@ -25,7 +25,7 @@ from tqdm import tqdm
 # fairseq logs INFO lines at import time (optional dependencies); keep this command's output clean.
 logging.getLogger("fairseq").setLevel(logging.WARNING)
 
-from genre_fairseq.outputs import check_output, os_error_line  # noqa: E402
+from genre_fairseq.outputs import check_output, os_error_line, quiet_when_stdout_closes  # noqa: E402
 from genre_fairseq.name_table import MENTION_TABLE_MAGIC, NAME_TABLE_MAGIC, MentionTable, NameTable  # noqa: E402
 from genre_fairseq.prefix_tree import IDENTIFIER_FORMATS, MAGIC, PrefixTree, dictionary_fingerprint  # noqa: E402
 
@@ -505,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_when_stdout_closes
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # The readers log their summaries; this command prints them itself, once.
@@ -514,6 +515,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (UsageError, InputError, ValueError) as e:
         print(f"genre-trie {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of stdout has gone: quiet_when_stdout_closes ends the command
+        raise
     except OSError as e:  # a directory where a file is expected, no permission, a full disk, ...
         print(f"genre-trie {args.command}: error: {os_error_line(e)}", file=sys.stderr)
         return 2

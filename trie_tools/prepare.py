@@ -41,7 +41,7 @@ from genre_fairseq.context import cut_around_mention  # noqa: E402
 from genre_fairseq.identifiers import FORMATS as IDENTIFIER_FORMATS  # noqa: E402
 from genre_fairseq.identifiers import format_identifier  # noqa: E402
 from genre_fairseq.name_table import NameTable  # noqa: E402
-from genre_fairseq.outputs import check_output_dir, os_error_line  # noqa: E402
+from genre_fairseq.outputs import check_output_dir, os_error_line, quiet_when_stdout_closes  # noqa: E402
 
 from .encode import GPT2Tokenizer, SentencePieceTokenizer, TargetEncoder, load_dictionary  # noqa: E402
 
@@ -697,6 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_when_stdout_closes
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     out = sys.stderr if args.quiet else sys.stdout
@@ -715,6 +716,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (UsageError, DatasetError, ValueError) as e:
         print(f"genre-prepare: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of stdout has gone: quiet_when_stdout_closes ends the command
+        raise
     except OSError as e:  # a directory where a file is expected, no permission, a full disk, ...
         print(f"genre-prepare: error: {os_error_line(e)}", file=sys.stderr)
         return 2
