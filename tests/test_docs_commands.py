@@ -42,7 +42,8 @@ SKIPPED = {
                                 "on fixtures",
     ("docs/prepare.md", None): "needs a Wikidata dump and KILT/Mewsli data; tests/test_prepare.py runs genre-prepare "
                                "on fixtures",
-    ("docs/quickstart.md", None): "run by tests/test_quickstart.py and tests/test_examples.py",
+    ("docs/quickstart.md", None): "run by tests/test_quickstart.py, tests/test_quickstart_e2e.py and "
+                                  "tests/test_examples.py",
     ("docs/training.md", None): "training needs pre-trained BART/mBART or several processes; "
                                 "tests/test_distributed.py and tests/test_examples.py run the recipes on tiny models",
     ("docs/trie_tools.md", None): "needs a Wikidata dump or the user's KB; tests/test_trie_pipeline.py runs the same "

@@ -4,6 +4,8 @@
   python -m examples.quickstart --sentence "Die Hauptstadt von [START] Italien [END] ist Rom."
   python -m examples.quickstart --file my_sentences.txt --top 5 --langs de,fr
   genre-quickstart ...                               # the same from any directory (pip install -e .)
+  python -m examples.quickstart --end-to-end         # raw sentences (e2e_sentences.jsonl): find and link every mention
+  python -m examples.quickstart --end-to-end --text "Sie spricht Deutsch und lebt in Frankreich."
 
 Every sentence marks one mention with ``[START] ... [END]`` (spaces around the markers are added
 if missing). For each sentence it prints the best entities: rank, entity id (a CLDR code, e.g.
@@ -16,6 +18,12 @@ language the KB lacks as an error.
 
 Input files: one sentence a line, or ``lang<TAB>expected id<TAB>sentence`` (as sentences.tsv),
 in which case each top entity is checked against the expected id. Blank and ``#`` lines are skipped.
+
+``--end-to-end`` uses the shipped end-to-end model (``model_e2e``): raw text in, every mention it
+finds marked ``{ mention } [ name >> lang ]`` and linked (``model.link``). Its inputs: ``--text``
+(repeatable), or ``--file`` with one text a line, or documents in the anchors JSON-lines format
+(``.jsonl``: ``{"id", "lang", "text", "mentions": [{"start", "end", "entity_id"}]}``), whose gold
+spans are then checked (strong matching: same characters, same entity).
 """
 from __future__ import annotations
 
@@ -32,6 +40,8 @@ DEFAULT_MODEL_DIR = os.path.join(HERE, "model")
 SAMPLES = os.path.join(HERE, "sentences.tsv")
 TRIE, NAMES = "cldr.trie", "cldr.names"
 MODEL_FILES = ("model.pt", "dict.source.txt", "dict.target.txt", "spm.model", TRIE, NAMES)
+DEFAULT_E2E_DIR = os.path.join(HERE, "model_e2e")
+E2E_SAMPLES = os.path.join(HERE, "e2e_sentences.jsonl")
 _MARKER = re.compile(r"\s*(\[START\]|\[END\])\s*")
 
 
@@ -42,6 +52,36 @@ class Item(NamedTuple):
     origin: str
     lang: Optional[str] = None
     expected: Optional[str] = None
+    gold: Optional[tuple] = None  # end-to-end: ((start, end, entity id), ...) from an anchors document
+
+
+def read_documents(path: str) -> List[Item]:
+    """Texts for --end-to-end: anchors JSON lines (``.jsonl``, gold spans kept) or one text a line."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: file not found")
+    if not path.endswith(".jsonl"):
+        items = [Item(line.rstrip("\n"), f"{path}:{n}") for n, line in enumerate(open(path, encoding="utf-8"), 1)
+                 if line.strip() and not line.startswith("#")]
+    else:
+        from genre_fairseq.datasets import DatasetError, iter_json_lines
+
+        items = []
+        try:
+            for where, doc in iter_json_lines(path, strict=True):
+                if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
+                    raise ValueError(f"{where}: expected an object with a \"text\" string")
+                gold = []
+                for m in doc.get("mentions") or []:
+                    if not (isinstance(m, dict) and isinstance(m.get("start"), int) and isinstance(m.get("end"), int)
+                            and 0 <= m["start"] < m["end"] <= len(doc["text"])):
+                        raise ValueError(f"{where}: a mention needs 0 <= start < end <= len(text)")
+                    gold.append((m["start"], m["end"], m.get("entity_id")))
+                items.append(Item(doc["text"], where, doc.get("lang"), None, tuple(gold)))
+        except DatasetError as e:
+            raise ValueError(str(e)) from None
+    if not items:
+        raise ValueError(f"{path}: no texts")
+    return items
 
 
 def space_markers(sentence: str) -> str:
@@ -86,13 +126,13 @@ def check_items(items: List[Item]) -> List[Item]:
     return checked
 
 
-def check_model_dir(model_dir: str) -> None:
+def check_model_dir(model_dir: str, script: str = "train.sh") -> None:
     """``FileNotFoundError`` naming the first missing file of the model directory."""
     for name in MODEL_FILES:
         path = os.path.join(model_dir, name)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: missing (the quickstart model directory needs "
-                                    f"{', '.join(MODEL_FILES)}; examples/quickstart/train.sh rebuilds it)")
+                                    f"{', '.join(MODEL_FILES)}; examples/quickstart/{script} builds it)")
 
 
 def restrict_to_langs(tree, langs: List[str], kb_langs: List[str], tgt_dict, bpe):
@@ -140,22 +180,108 @@ def print_result(item: Item, ranked: List[dict], table, top: int) -> Optional[bo
     return ok
 
 
+def print_spans(item: Item, spans: List[dict], table) -> Optional[tuple]:
+    """Print one text's markup and spans; with gold spans, the (tp, fp, fn) of strong matching."""
+    from genre_fairseq import markup
+    from genre_fairseq.e2e_metrics import match_document
+
+    print(f"[{item.lang or '?'}] {item.sentence}")
+    print("  " + markup.to_markup(item.sentence, [(s["start"], s["end"], s["identifier"]) for s in spans]))
+    gold = {(g[0], g[1]): g[2] for g in item.gold or ()}
+    for span in spans:
+        check = ""
+        if item.gold is not None:
+            check = "  ok" if gold.get((span["start"], span["end"])) == span["id"] else "  WRONG"
+        print(f"  {span['start']:>4}-{span['end']:<4} {span['id'] or '-':<15} {span['score']:7.3f}  "
+              f"{english_name(table, span['id']):<24} {span['identifier']}{check}")
+    if not spans:
+        print("     (no mention found)")
+    if item.gold is None:
+        return None
+    predicted = [(s["start"], s["end"], s["id"]) for s in spans]
+    counts = match_document(list(item.gold), predicted)["strong"]
+    for (start, end), entity in sorted(gold.items()):
+        if not any(p[:2] == (start, end) and p[2] == entity for p in predicted):
+            print(f"     missed {start}-{end} {entity}: {item.sentence[start:end]!r}")
+    return counts.tp, counts.fp, counts.fn
+
+
+def end_to_end(args, started: float) -> int:
+    """--end-to-end: link raw texts with the shipped end-to-end model."""
+    try:
+        if args.sentence or args.langs or args.no_marginalize:
+            raise ValueError("--sentence, --langs and --no-marginalize do not apply to --end-to-end (use --text)")
+        if args.beam < 1:
+            raise ValueError("--beam must be >= 1")
+        items = [Item(t, f"--text {i + 1}") for i, t in enumerate(args.text or [])]
+        if args.file:
+            items += read_documents(args.file)
+        if not items:
+            items = read_documents(E2E_SAMPLES)
+        model_dir = args.model_dir or DEFAULT_E2E_DIR
+        check_model_dir(model_dir, "train_e2e.sh")
+
+        from genre_fairseq.hub import mGENRE
+        from genre_fairseq.name_table import NameTable
+
+        model = mGENRE.from_pretrained(model_dir, device="cpu")
+        table = NameTable.load(os.path.join(model_dir, NAMES))
+        loaded = time.time()
+        results = model.link([item.sentence for item in items], trie=os.path.join(model_dir, TRIE),
+                             name_table=table, beam=args.beam)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"quickstart: error: {e}", file=sys.stderr)
+        return 2
+    print(f"model: {model_dir} ({sum(p.numel() for p in model.models[0].parameters()):,} parameters, end to end); "
+          f"KB: {table.num_entities:,} CLDR entities, {len(table):,} (lang, name) pairs")
+    print("  start-end  entity id     score  English name              identifier\n")
+    totals = [0, 0, 0]
+    graded = False
+    for item, spans in zip(items, results):
+        counts = print_spans(item, spans, table)
+        if counts is not None:
+            graded = True
+            totals = [a + b for a, b in zip(totals, counts)]
+        print()
+    summary = (f"{len(items)} texts linked in {time.time() - loaded:.1f} s (loading {loaded - started:.1f} s), "
+               f"{sum(len(r) for r in results)} spans")
+    if graded:
+        from genre_fairseq.e2e_metrics import prf
+
+        p, r, f = prf(*totals)
+        summary += f"; strong matching: {totals[0]} of {totals[0] + totals[2]} gold spans found, " \
+                   f"{totals[1]} wrong (P {p:.1f} R {r:.1f} F1 {f:.1f})"
+    print(summary)
+    return 0
+
+
 def main(argv: Optional[List[str]] = None, prog: str = "python -m examples.quickstart") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentence", action="append", metavar="TEXT",
                         help="a sentence with one [START] mention [END] (repeatable)")
     parser.add_argument("--file", metavar="PATH", help="sentences, one a line (or lang<TAB>expected id<TAB>sentence)")
-    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR, help="the shipped model directory (default: %(default)s)")
+    parser.add_argument("--model-dir", help=f"the model directory (default: {DEFAULT_MODEL_DIR}; "
+                        f"with --end-to-end {DEFAULT_E2E_DIR})")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="raw texts in, every mention found and linked (the end-to-end model)")
+    parser.add_argument("--text", action="append", metavar="TEXT", help="--end-to-end: a raw text (repeatable)")
     parser.add_argument("--top", type=int, default=3, help="entities printed per sentence (default 3)")
-    parser.add_argument("--beam", type=int, default=10, help="beam size (default 10, as mGENRE)")
+    parser.add_argument("--beam", type=int, help="beam size (default 10, as mGENRE; 5 with --end-to-end)")
     parser.add_argument("--langs", metavar="de,fr,...", help="only names in these KB languages may be generated")
     parser.add_argument("--no-marginalize", action="store_true",
                         help="score an entity by its best name only, instead of the log-sum-exp over its names")
     args = parser.parse_args(argv)
     started = time.time()
     logging.getLogger("fairseq").setLevel(logging.WARNING)  # its import-time INFO lines
+    if args.end_to_end:
+        args.beam = 5 if args.beam is None else args.beam
+        return end_to_end(args, started)
+    args.beam = 10 if args.beam is None else args.beam
+    args.model_dir = args.model_dir or DEFAULT_MODEL_DIR
     try:
+        if args.text:
+            raise ValueError("--text needs --end-to-end (--sentence takes a sentence with a marked mention)")
         if args.top < 1 or args.beam < 1:
             raise ValueError("--top and --beam must be >= 1")
         items = [Item(s, f"--sentence {i + 1}") for i, s in enumerate(args.sentence or [])]
