@@ -158,13 +158,18 @@ def cmd_names(args: argparse.Namespace) -> None:
             meta = dict(meta, anchors=[os.path.basename(a) for a in anchors])
         meta = dict(meta, ambiguous_order=("anchors, " if anchors else "") + ("sitelinks, " if args.wikidata else "")
                     + "id rule")
+        first_primary = not (args.wikidata or args.kilt_knowledge_source)
         write_tables(records, output, mentions_output=mentions_output, meta=meta, progress=not args.quiet,
-                     anchors=anchors, sitelinks=sitelinks, anchor_stats=anchor_stats, strict=args.strict)
+                     anchors=anchors, sitelinks=sitelinks, anchor_stats=anchor_stats, strict=args.strict,
+                     first_primary=first_primary)
+        if first_primary and stats.names:  # a TSV's entities are counted by the table, not a set of ids
+            with NameTable.load(output, verify=False) as table:
+                stats.entities = stats.kept = table.num_entities
         _say(args, dump_stats.summary())
         _say(args, stats.summary())
         if anchors:
             _say(args, anchor_stats.summary())
-        if stats.kept == 0:
+        if stats.names == 0:
             raise UsageError(f"no entity has a name: {args.output} was not written (check --langs and --sources)")
     with NameTable.load(args.output) as table:
         _say(args, f"{args.output}: {len(table):,} (lang, name) pairs, {table.num_entities:,} entities, "
