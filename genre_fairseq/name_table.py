@@ -808,7 +808,8 @@ class NameTable(_Table):
             rev_keys = _smallest(key_id[order], n_keys)
             primary = np.frombuffer(bytes(link_primary), dtype=np.uint8) if n_links else np.zeros(0, np.uint8)
             rev_primary = np.packbits(primary[order], bitorder="little")
-            del primary, link_primary
+            del primary
+            link_primary = pending = None  # (close_group, which reads them, is done)
             rev_offsets = _smallest(_csr_offsets(link_ent, n_entities), n_links)
             del order, link_ent, key_id
 

@@ -1,6 +1,7 @@
 """PrefixTree against a brute-force set-of-sequences oracle, its file format, and its tensor lookups."""
 
 import json
+import mmap
 import os
 import struct
 
@@ -120,6 +121,30 @@ def test_hash_collisions_cost_sharing_never_correctness(seqs):
     assert sequences_of(*tree.to_arrays()) == sorted({tuple(s) for s in seqs})
     nodes, edges = oracle_minimal_size(seqs)
     assert tree.num_nodes >= nodes and tree.num_edges >= edges
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seqs=seq_lists)
+def test_memory_mapped_sequences_in_small_steps_give_the_same_file(seqs, tmp_path):
+    # genre-trie build compiles from a memory map of int32 tokens, in steps whose pages it releases
+    # (madvise); steps of 2 tokens force every pass through that path.
+    flat = np.array([t for s in seqs for t in s], dtype=np.int64)
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    mem = tmp_path / "mem.trie"
+    PrefixTree.from_arrays(flat, lengths).save(str(mem))
+    spool = tmp_path / "tokens.i32"
+    spool.write_bytes(flat.astype(np.int32).tobytes())
+    with open(spool, "rb") as f:
+        mapped = (np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.int32)
+                  if flat.size else np.zeros(0, np.int32))
+    assert flat.size == 0 or pt._mapped(mapped) is not None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pt, "_STEP", 2)
+        tree = PrefixTree.from_arrays(mapped, lengths)
+    stepped = tmp_path / "stepped.trie"
+    tree.save(str(stepped))
+    assert stepped.read_bytes() == mem.read_bytes()
+    assert sequences_of(*tree.to_arrays()) == sorted({tuple(s) for s in seqs})
 
 
 def test_shared_endings_are_stored_once_and_states_keep_their_incoming_token():

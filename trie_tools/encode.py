@@ -313,7 +313,7 @@ def encode_identifiers(
         if spool is not None:
             spool.flush()
     lengths = np.concatenate(lengths_parts).astype(np.int64) if lengths_parts else np.zeros(0, dtype=np.int64)
-    del lengths_parts
+    lengths_parts = []  # (collect, which appends to it, is done)
     if spool is None:
         flat = np.concatenate(flats) if flats else np.zeros(0, dtype=np.int32)
     else:
