@@ -162,7 +162,7 @@ def cmd_names(args: argparse.Namespace) -> None:
         first_primary = not (args.wikidata or args.kilt_knowledge_source)
         write_tables(records, output, mentions_output=mentions_output, meta=meta, progress=not args.quiet,
                      anchors=anchors, sitelinks=sitelinks, anchor_stats=anchor_stats, strict=args.strict,
-                     first_primary=first_primary)
+                     first_primary=first_primary, tmp_dir=args.tmp_dir)
         if first_primary and stats.names:  # a TSV's entities are counted by the table, not a set of ids
             with NameTable.load(output, verify=False) as table:
                 stats.entities = stats.kept = table.num_entities
@@ -455,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mentions", metavar="KB.mentions", help="also write the mention table (mention -> entity counts)")
     p.add_argument("--workers", type=int, default=1, help="processes parsing the Wikidata dump (default 1)")
     p.add_argument("--output", required=True, metavar="KB.names", help="where to write the name table")
+    p.add_argument("--tmp-dir", metavar="DIR", help="where the sorted runs of the tables are spilled (about the size "
+                   "of the input once more; default: the directory of --output)")
     p.add_argument("--strict", action="store_true", help="stop at the first malformed line or unusable name")
     p.add_argument("--quiet", action="store_true", help="no progress bars; the summary goes to stderr")
     p.set_defaults(func=cmd_names)

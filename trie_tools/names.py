@@ -350,15 +350,17 @@ def write_tables(
     anchor_stats: Optional[AnchorStats] = None,
     strict: bool = False,
     first_primary: bool = False,
+    tmp_dir: Optional[str] = None,
 ) -> None:
     """Write the name table of ``make_records(mentions_sink)`` to ``output``, and the mention table if asked.
 
     ``anchors`` (anchors JSON-lines files) add hyperlink counts to the mention table and, with
     ``sitelinks`` (filled while the records stream), order the entities of ambiguous names
     (``EntityPrior``). ``first_primary``: the records are triples whose primary names the table
-    finds (``NameTable.build``), as ``tsv_names`` needs.
+    finds (``NameTable.build``), as ``tsv_names`` needs. Spools and sorted runs go to ``tmp_dir``
+    (default: the directory of ``output``).
     """
-    where = os.path.dirname(os.path.abspath(os.fspath(output)))
+    where = tmp_dir if tmp_dir is not None else os.path.dirname(os.path.abspath(os.fspath(output)))
     anchor_stats = anchor_stats if anchor_stats is not None else AnchorStats()
     with tempfile.TemporaryDirectory(prefix=".gf-names-", dir=where) as tmp:
         prior = EntityPrior(sitelinks=sitelinks)
@@ -366,7 +368,7 @@ def write_tables(
         if anchors:
             anchor_spool = _spool_anchors(anchors, tmp, strict, anchor_stats)
             anchors_table = os.path.join(tmp, "anchors.mentions")
-            MentionTable.build(_spooled(anchor_spool), anchors_table)
+            MentionTable.build(_spooled(anchor_spool), anchors_table, tmp_dir=tmp)
             prior.anchors = MentionTable.load(anchors_table)
         spool = _MentionSpool(tmp) if mentions_output is not None else None
         records = make_records(spool)
@@ -374,7 +376,7 @@ def write_tables(
             # ``order`` is called after every record is read, when ``sitelinks`` is complete.
             NameTable.build(tqdm(records, desc="names", unit=" names", disable=not progress, smoothing=0.1),
                             output, meta=meta, order_ids=prior.order if (anchors or sitelinks is not None) else None,
-                            first_primary=first_primary)
+                            first_primary=first_primary, tmp_dir=tmp)
         finally:
             if prior.anchors is not None:
                 prior.anchors.close()
@@ -384,10 +386,10 @@ def write_tables(
                 with NameTable.load(output, verify=False) as table:
                     items = chain(items, _linked(_spooled(anchor_spool), table, anchor_stats))
                     MentionTable.build(tqdm(items, desc="mentions", unit=" mentions", disable=not progress,
-                                            smoothing=0.1), mentions_output, meta=meta)
+                                            smoothing=0.1), mentions_output, meta=meta, tmp_dir=tmp)
             else:
                 MentionTable.build(tqdm(items, desc="mentions", unit=" mentions", disable=not progress,
-                                        smoothing=0.1), mentions_output, meta=meta)
+                                        smoothing=0.1), mentions_output, meta=meta, tmp_dir=tmp)
         elif anchor_spool is not None:
             with NameTable.load(output, verify=False) as table:
                 for _ in _linked(_spooled(anchor_spool), table, anchor_stats):
