@@ -107,7 +107,7 @@ class _Packed:
 
     __slots__ = ("words", "n", "bits", "mask", "_bytes8")
     #: Values packed per step (bounds the temporary memory); a multiple of 32, so steps start on a word.
-    CHUNK = 1 << 22
+    CHUNK = 1 << 20
 
     def __init__(self, words: np.ndarray, n: int, bits: int):
         self.words, self.n, self.bits = words, int(n), int(bits)
@@ -886,24 +886,28 @@ def _trie_levels(flat, lengths, rank_of, base: int):
     small = np.uint32 if base <= 1 << 32 else np.int64  # token ranks
     terminal = np.array([bool(n) and bool((lengths == 0).any())])
     num_sequences = int(terminal.sum())
-    live = np.flatnonzero(lengths > 0)
-    node = np.zeros(live.size, dtype=np.int64)  # node of each live sequence within the current level
+    ids = np.int32 if n < 1 << 31 else np.int64  # a level has at most one node per sequence
+    live = np.flatnonzero(lengths > 0).astype(ids)
+    node = np.zeros(live.size, dtype=ids)  # node of each live sequence within the current level
     levels = []
     size, depth = 1, 0
     while live.size:
-        key = node * base + rank_of(_take(flat, starts[live] + depth))
+        key = node.astype(np.int64) * base + rank_of(_take(flat, starts[live] + depth))
         pairs, inverse = np.unique(key, return_inverse=True)
         del key
         levels.append((_narrow(np.bincount(pairs // base, minlength=size)), terminal, (pairs % base).astype(small)))
-        node = inverse.reshape(-1)
+        size = pairs.size
+        del pairs
+        node = inverse.reshape(-1).astype(ids)
         del inverse
         ends = lengths[live] == depth + 1
-        terminal = np.zeros(pairs.size, dtype=bool)
+        terminal = np.zeros(size, dtype=bool)
         terminal[node[ends]] = True
         num_sequences += int(terminal.sum())
         keep = ~ends
+        del ends
         live, node = live[keep], node[keep]
-        size = pairs.size
+        del keep
         depth += 1
     levels.append((np.zeros(size, dtype=np.int32), terminal, np.zeros(0, dtype=small)))
     return levels, num_sequences
@@ -956,6 +960,7 @@ def _minimize(levels):
         table_h = np.insert(table_h, pos[new], uniq[new])
         table_c = np.insert(table_c, pos[new], ucls[new])
         cls = ucls[inv]
+        del uniq, rep, inv, pos, found, ucls, new, h  # the level's temporaries go before the check's
         # Exactness: compare each node with its class's stored signature.
         k = counts.view()[cls]
         bad = (k != cnt) | (terms.view()[cls] != term)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import sys
@@ -58,6 +59,19 @@ def _check_input(path: str, option: str = "") -> None:
         raise UsageError(f"{where}: file not found")
     if not os.access(path, os.R_OK):
         raise UsageError(f"{where}: no permission to read")
+
+
+def _return_freed_memory() -> None:
+    """Serve every allocation over 128 KiB from mmap, so the arrays a build frees go back to the system.
+
+    glibc raises its mmap threshold after each large free (up to 32 MiB); a build's later arrays then
+    come from the heap, whose freed holes stay resident: 20% of the compile's peak, measured at 2.5M
+    names (docs/trie_tools.md). A fixed threshold (glibc's initial one) turns that adaptation off.
+    """
+    try:
+        ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; not on every libc
+    except (OSError, AttributeError):
+        pass
 
 
 # ----------------------------------------------------------------------------- names
@@ -524,6 +538,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # The readers log their summaries; this command prints them itself, once.
     logging.getLogger("trie_tools").setLevel(logging.ERROR)
+    if args.command in ("names", "build"):
+        _return_freed_memory()
     try:
         args.func(args)
     except (UsageError, InputError, ValueError) as e:
