@@ -433,3 +433,19 @@ def test_max_token_comes_from_the_token_map_and_the_header_must_agree(tmp_path):
     _rewrite_header(path, data, meta, meta_len)
     with pytest.raises(ValueError, match="corrupt prefix tree header \\(max_token 100000, tokens say 250000\\)"):
         PrefixTree.load(path, verify=False)  # verified, the rewritten header fails its checksum first
+
+
+def test_the_file_is_byte_identical_to_the_one_the_unbounded_builder_wrote(tmp_path):
+    # Hash of this tree as the builder before the bounded-memory build (commit 667d150) saved it:
+    # the narrower arrays, the steps and the freed temporaries must not change one byte.
+    import hashlib
+
+    rng = np.random.default_rng(20261203)
+    lengths = rng.integers(1, 14, size=4000)
+    vocab = np.concatenate([np.arange(4, 40), rng.integers(40, 256_000, size=200)])
+    flat = vocab[rng.zipf(1.6, size=int(lengths.sum())) % vocab.size]
+    flat[np.cumsum(lengths) - 1] = EOS  # shared endings, which the minimization merges
+    path = tmp_path / "t.trie"
+    PrefixTree.from_arrays(flat.astype(np.int64), lengths.astype(np.int64)).save(str(path))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == (
+        "713cf9c3966d645d1d3d2123f1a2b449ca138e6a92698a55c045397cb305e19e")
