@@ -98,8 +98,10 @@ Building streams: records are validated and spilled to sorted runs on disk (at m
 ``chunk_size`` records in memory at a time), merged with ``heapq.merge``, and the tries are
 fed from spool files, so Python never holds the set of distinct strings; marisa's builder
 holds one copy of the keys of the trie being built. The spool directory is created next to
-the output (same disk) unless ``tmp_dir`` is given. Peak memory of a build is marisa's
-builder: about 115 bytes per key measured (1.2 GB for 10M names; expect ~10 GB for 90M).
+the output (same disk) unless ``tmp_dir`` is given. What grows with the table is marisa's
+builder of the keys (about 60 bytes per key measured) and the integer arrays built after it; with
+``first_primary`` the primary names are found in the merge, not in a set the caller keeps.
+benchmarks/RESULTS.md ("Does mGENRE's KB fit") has the measured peaks.
 """
 from __future__ import annotations
 
