@@ -98,8 +98,10 @@ Building streams: records are validated and spilled to sorted runs on disk (at m
 ``chunk_size`` records in memory at a time), merged with ``heapq.merge``, and the tries are
 fed from spool files, so Python never holds the set of distinct strings; marisa's builder
 holds one copy of the keys of the trie being built. The spool directory is created next to
-the output (same disk) unless ``tmp_dir`` is given. Peak memory of a build is marisa's
-builder: about 115 bytes per key measured (1.2 GB for 10M names; expect ~10 GB for 90M).
+the output (same disk) unless ``tmp_dir`` is given. What grows with the table is marisa's
+builder of the keys (about 60 bytes per key measured) and the integer arrays built after it; with
+``first_primary`` the primary names are found in the merge, not in a set the caller keeps.
+benchmarks/RESULTS.md ("Does mGENRE's KB fit") has the measured peaks.
 """
 from __future__ import annotations
 
@@ -198,20 +200,30 @@ def _check_text(value: Any, field: str, what: str, index: int, record: Any, *, e
         raise _bad_record(what, index, record, why)
 
 
-def _name_lines(records: Iterable[tuple]) -> Iterator[bytes]:
-    """Validate name records; encode each as a spool line ``rule \\t lang \\x1f name \\t primary \\n``."""
+def _name_lines(records: Iterable[tuple], first_primary: bool = False) -> Iterator[bytes]:
+    """Validate name records; encode each as a spool line ``rule \t lang \x1f name \t primary \n``.
+
+    With ``first_primary`` the records are triples and the last field is the record's ordinal
+    (12 decimal digits, so byte order is number order): ``build`` marks the first of each
+    (entity, lang) in input order as primary while it merges, holding no set of pairs.
+    """
     for index, record in enumerate(records):
         try:
-            if len(record) == 4:
+            if first_primary:
+                entity_id, lang, name = record
+                primary = True
+            elif len(record) == 4:
                 entity_id, lang, name, primary = record
             else:
                 (entity_id, lang, name), primary = record, True
         except (TypeError, ValueError):
-            raise _bad_record("record", index, record, "expected (entity_id, lang, name[, primary])") from None
+            expected = "(entity_id, lang, name)" if first_primary else "(entity_id, lang, name[, primary])"
+            raise _bad_record("record", index, record, f"expected {expected}") from None
         if not isinstance(primary, (bool, np.bool_)):
             raise _bad_record("record", index, record, f"primary must be a bool, not {type(primary).__name__}")
+        flag = (b"\t%012d\n" % index) if first_primary else (b"\t1\n" if primary else b"\t0\n")
         try:
-            line = (_rule_prefix(entity_id) + "\t" + lang + _SEP + name + ("\t1\n" if primary else "\t0\n")).encode("utf-8")
+            line = (_rule_prefix(entity_id) + "\t" + lang + _SEP + name).encode("utf-8") + flag
             ok = entity_id and name and _CONTROL.search(entity_id + lang + name) is None
         except (TypeError, UnicodeEncodeError):
             ok = False
@@ -702,8 +714,13 @@ class NameTable(_Table):
     @staticmethod
     def build(records: Iterable[tuple[str, str, str]], path: PathLike, *, meta: Optional[dict] = None,
               tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000,
-              order_ids: Optional[Callable[[str, str, list[str]], list[str]]] = None) -> None:
+              order_ids: Optional[Callable[[str, str, list[str]], list[str]]] = None,
+              first_primary: bool = False) -> None:
         """Write the table of ``(entity_id, lang, name)`` records to ``path``; duplicates collapse.
+
+        ``first_primary``: the records are triples, and the first name of each (entity, lang) in
+        input order is its primary one (a custom KB's rule); found while the sorted runs merge, in
+        bounded memory, where a caller would need a set of every (entity, lang) pair.
 
         ``order_ids(lang, name, ids)``, if given, is called for every ambiguous (lang, name) with its
         entity ids in id-rule order and returns them in the order ``ids()`` gives (e.g. by a prior);
@@ -719,27 +736,51 @@ class NameTable(_Table):
             rank = -1
             previous = previous_link = None
             entity = b""
+            # Links whose flag is still open: with first_primary, those of the current (entity, lang);
+            # they enter the digest once the group is complete (its first record known).
+            pending: list[bytes] = []
+            group = None
+            first_ord, first_at = b"", 0
+
+            def close_group() -> None:
+                if first_primary and pending:
+                    link_primary[first_at] = 1
+                start = len(link_primary) - len(pending)
+                for i, key in enumerate(pending):
+                    digest.update(b"%s\t%s\t%d\n" % (entity, key, link_primary[start + i]))
+                pending.clear()
+
             with open(keys_path, "wb") as keys_f, open(ents_path, "wb") as ents_f:
-                for line in _sorted_unique(_name_lines(records), tmp, chunk_size):
+                for line in _sorted_unique(_name_lines(records, first_primary), tmp, chunk_size):
                     link, _, flag = line.rpartition(b"\t")
-                    if link == previous_link:
+                    rule, _, key = link.partition(b"\t")
+                    if first_primary:
+                        lang_of = key.partition(b"\x1f")[0]
+                        if (rule, lang_of) != group:
+                            close_group()
+                            group, first_ord, first_at = (rule, lang_of), flag, len(link_primary)
+                        elif flag < first_ord:  # the same width: byte order is number order
+                            first_ord, first_at = flag, len(link_primary) - (link == previous_link)
+                        if link == previous_link:
+                            continue
+                    elif link == previous_link:
                         # The same link as primary and not: "\t0" sorts first, so this one is "\t1".
                         link_primary[-1] = 1
                         continue
-                    if previous_link is not None:
-                        digest.update(b"%s\t%s\t%d\n" % (entity, previous_link.partition(b"\t")[2], link_primary[-1]))
+                    else:
+                        close_group()
                     previous_link = link
-                    rule, _, key = link.partition(b"\t")
                     if rule != previous:
+                        close_group()
                         previous = rule
                         rank += 1
                         entity = _rule_entity(rule)
                         ents_f.write(entity + b"\n")
                     keys_f.write(key + b"\n")
                     link_rank.append(rank)
-                    link_primary.append(flag == b"1\n")
-                if previous_link is not None:
-                    digest.update(b"%s\t%s\t%d\n" % (entity, previous_link.partition(b"\t")[2], link_primary[-1]))
+                    link_primary.append(0 if first_primary else flag == b"1\n")
+                    pending.append(key)
+                close_group()
             n_links, n_entities = len(link_rank), rank + 1
             ent_rank = np.frombuffer(link_rank, dtype=np.uint32) if n_links else np.zeros(0, np.uint32)
 
@@ -769,7 +810,8 @@ class NameTable(_Table):
             rev_keys = _smallest(key_id[order], n_keys)
             primary = np.frombuffer(bytes(link_primary), dtype=np.uint8) if n_links else np.zeros(0, np.uint8)
             rev_primary = np.packbits(primary[order], bitorder="little")
-            del primary, link_primary
+            del primary
+            link_primary = pending = None  # (close_group, which reads them, is done)
             rev_offsets = _smallest(_csr_offsets(link_ent, n_entities), n_links)
             del order, link_ent, key_id
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import struct
 import zlib
@@ -106,7 +107,7 @@ class _Packed:
 
     __slots__ = ("words", "n", "bits", "mask", "_bytes8")
     #: Values packed per step (bounds the temporary memory); a multiple of 32, so steps start on a word.
-    CHUNK = 1 << 22
+    CHUNK = 1 << 20
 
     def __init__(self, words: np.ndarray, n: int, bits: int):
         self.words, self.n, self.bits = words, int(n), int(bits)
@@ -267,14 +268,16 @@ class PrefixTree:
             raise ValueError("flat and lengths must be 1-d integer arrays")
         if (lengths < 0).any() or int(lengths.sum()) != flat.size:
             raise ValueError(f"lengths must be >= 0 and sum to len(flat) = {flat.size}")
-        if flat.size and int(flat.min()) < 0:
-            raise ValueError(f"token ids must be >= 0, got {int(flat.min())}")
-        if flat.size and int(flat.max()) >= 1 << 32:
-            raise ValueError(f"token ids must be < 2**32, got {int(flat.max())}")
+        low = min((int(c.min()) for c in _steps(flat)), default=0)
+        if low < 0:
+            raise ValueError(f"token ids must be >= 0, got {low}")
+        high = max((int(c.max()) for c in _steps(flat)), default=0)
+        if high >= 1 << 32:
+            raise ValueError(f"token ids must be < 2**32, got {high}")
         if start_token is not None and lengths.size:
             starts = np.cumsum(lengths) - lengths
             # An empty flat (only empty sequences) has no first token to read: every one is bad.
-            firsts = flat[np.minimum(starts, flat.size - 1)] if flat.size else np.full(lengths.size, -1)
+            firsts = _take(flat, np.minimum(starts, flat.size - 1)) if flat.size else np.full(lengths.size, -1)
             bad = np.flatnonzero((lengths == 0) | (firsts != start_token))
             if bad.size:
                 i = int(bad[0])
@@ -724,6 +727,60 @@ def _layout_problem(arrays: Dict[str, _Packed], layout: Dict[str, int], *, deep:
 
 
 # ---------------------------------------------------------------------------- building
+#: Tokens per step of a pass over the sequences (bounds the temporaries of a pass).
+_STEP = 1 << 22
+
+
+def _mapped(flat: np.ndarray) -> Optional[Tuple[mmap.mmap, int]]:
+    """The read-only file mapping ``flat`` views (and its byte offset there), or None if in memory."""
+    mm = flat.base
+    while isinstance(mm, np.ndarray):
+        mm = mm.base
+    if isinstance(mm, memoryview):
+        mm = mm.obj
+    if not isinstance(mm, mmap.mmap) or flat.size == 0:
+        return None
+    start = np.frombuffer(mm, np.uint8, count=1).__array_interface__["data"][0]
+    return mm, flat.__array_interface__["data"][0] - start
+
+
+def _release(where: Optional[Tuple[mmap.mmap, int]], flat: np.ndarray, lo: int, hi: int) -> None:
+    """Drop the pages of ``flat[lo:hi]`` from a file mapping's resident set (read again from the page cache if needed).
+
+    The sequences of a large build are a memory-mapped file (trie_tools.encode): each pass over
+    them (validation, token map, one gather per trie level) releases what it read, so resident
+    memory does not grow with the sequence file.
+    """
+    if where is None or hi <= lo:
+        return
+    mm, offset = where
+    page = mmap.PAGESIZE
+    a = (offset + lo * flat.itemsize) // page * page
+    b = min(len(mm), offset + hi * flat.itemsize)
+    mm.madvise(mmap.MADV_DONTNEED, a, b - a)
+
+
+def _steps(flat: np.ndarray) -> Iterator[np.ndarray]:
+    """``flat`` in consecutive steps of ``_STEP`` tokens, released after each (see ``_release``)."""
+    where = _mapped(flat)
+    for a in range(0, flat.size, _STEP):
+        yield flat[a: a + _STEP]
+        _release(where, flat, a, min(a + _STEP, flat.size))
+
+
+def _take(flat: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``flat[pos]`` for ascending ``pos``, in steps, each step's pages released after it."""
+    where = _mapped(flat)
+    if where is None:
+        return flat[pos]
+    out = np.empty(pos.size, dtype=flat.dtype)
+    for a in range(0, pos.size, _STEP):
+        p = pos[a: a + _STEP]
+        out[a: a + p.size] = flat[p]
+        _release(where, flat, int(p[0]), int(p[-1]) + 1)
+    return out
+
+
 class _Grow:
     """A numpy array that grows by appending (amortized doubling)."""
 
@@ -757,12 +814,14 @@ def _token_map(flat: np.ndarray) -> Tuple[np.ndarray, object]:
     """The distinct tokens (sorted) and a function from token ids to their ranks."""
     if flat.size == 0:
         return np.zeros(0, np.int64), None
-    top = int(flat.max())
+    top = max(int(c.max()) for c in _steps(flat))
     if top < 1 << 24:
-        present = np.bincount(flat, minlength=top + 1) > 0
+        present = np.zeros(top + 1, dtype=bool)
+        for c in _steps(flat):  # bincount copies its input to intp: one step at a time
+            present |= np.bincount(c, minlength=top + 1) > 0
         lut = (np.cumsum(present) - 1).astype(np.int64)
         return np.flatnonzero(present), lambda t: lut[t]
-    tmap = np.unique(flat)
+    tmap = np.unique(np.concatenate([np.unique(c) for c in _steps(flat)]))
     return tmap, lambda t: np.searchsorted(tmap, t)
 
 
@@ -774,18 +833,24 @@ def _build(flat: np.ndarray, lengths: np.ndarray) -> Tuple[Dict[str, _Packed], D
     del levels
     # Node numbering: one-edge nodes first (node v owns edge v), then the rest with edges, then leaves.
     n_classes = counts.size
-    group = np.where(counts == 1, 0, np.where(counts > 1, 1, 2))
+    group = np.where(counts == 1, 0, np.where(counts > 1, 1, 2)).astype(np.int8)
     order = np.argsort(group, kind="stable")
-    new_id = np.empty(n_classes, dtype=np.int64)
-    new_id[order] = np.arange(n_classes)
     n1, n2 = int((group == 0).sum()), int((group == 1).sum())
+    del group
+    new_id = np.empty(n_classes, dtype=edge_tgt.dtype)
+    new_id[order] = np.arange(n_classes, dtype=edge_tgt.dtype)
     ordered_counts = counts[order]
-    edge_from = np.repeat(edge_start[order], ordered_counts) + (
-        np.arange(int(ordered_counts.sum())) - np.repeat(np.cumsum(ordered_counts) - ordered_counts, ordered_counts)
-    )
-    tokens = edge_tok[edge_from]
-    targets = new_id[edge_tgt[edge_from]]
-    del edge_from, edge_tok, edge_tgt
+    ordered_start = edge_start[order[: n1 + n2]]
+    ordered_terminal = terminal[order]
+    root_id = int(new_id[root])
+    del order, counts, terminal, edge_start
+    # Edges in the new node order: a one-edge node's edge, then each multi-edge node's block.
+    multi = ordered_counts[n1: n1 + n2]
+    multi_from = np.repeat(ordered_start[n1:], multi) + (
+        np.arange(int(multi.sum())) - np.repeat(np.cumsum(multi) - multi, multi))
+    tokens = np.concatenate([edge_tok[ordered_start[:n1]], edge_tok[multi_from]])
+    targets = np.concatenate([new_id[edge_tgt[ordered_start[:n1]]], new_id[edge_tgt[multi_from]]])
+    del multi_from, ordered_start, edge_tok, edge_tgt, new_id
     offsets = np.zeros(n2 + 1, dtype=np.int64)
     np.cumsum(ordered_counts[n1: n1 + n2], out=offsets[1:])
     arrays = {
@@ -793,11 +858,17 @@ def _build(flat: np.ndarray, lengths: np.ndarray) -> Tuple[Dict[str, _Packed], D
         "tokens": _Packed.pack(tokens, _bits_for(max(tmap.size - 1, 0))),
         "targets": _Packed.pack(targets, _bits_for(n_classes - 1)),
         "offsets": _Packed.pack(offsets, _bits_for(int(offsets[-1]))),
-        "terminal": _Packed.pack(terminal[order].astype(np.uint8), 1),
+        "terminal": _Packed.pack(ordered_terminal.astype(np.uint8), 1),
     }
     layout = {"num_nodes": n_classes, "num_edges": int(tokens.size), "single": n1, "multi": n2,
-              "root": int(new_id[root])}
+              "root": root_id}
     return arrays, layout, num_sequences
+
+
+def _narrow(counts: np.ndarray) -> np.ndarray:
+    """Children counts of a trie level in the narrowest unsigned dtype that holds them (most are 0 or 1)."""
+    top = int(counts.max()) if counts.size else 0
+    return counts.astype(np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int32)
 
 
 def _trie_levels(flat, lengths, rank_of, base: int):
@@ -815,25 +886,28 @@ def _trie_levels(flat, lengths, rank_of, base: int):
     small = np.uint32 if base <= 1 << 32 else np.int64  # token ranks
     terminal = np.array([bool(n) and bool((lengths == 0).any())])
     num_sequences = int(terminal.sum())
-    live = np.flatnonzero(lengths > 0)
-    node = np.zeros(live.size, dtype=np.int64)  # node of each live sequence within the current level
+    ids = np.int32 if n < 1 << 31 else np.int64  # a level has at most one node per sequence
+    live = np.flatnonzero(lengths > 0).astype(ids)
+    node = np.zeros(live.size, dtype=ids)  # node of each live sequence within the current level
     levels = []
     size, depth = 1, 0
     while live.size:
-        key = node * base + rank_of(flat[starts[live] + depth])
+        key = node.astype(np.int64) * base + rank_of(_take(flat, starts[live] + depth))
         pairs, inverse = np.unique(key, return_inverse=True)
         del key
-        levels.append((np.bincount(pairs // base, minlength=size).astype(np.int32), terminal,
-                       (pairs % base).astype(small)))
-        node = inverse.reshape(-1)
+        levels.append((_narrow(np.bincount(pairs // base, minlength=size)), terminal, (pairs % base).astype(small)))
+        size = pairs.size
+        del pairs
+        node = inverse.reshape(-1).astype(ids)
         del inverse
         ends = lengths[live] == depth + 1
-        terminal = np.zeros(pairs.size, dtype=bool)
+        terminal = np.zeros(size, dtype=bool)
         terminal[node[ends]] = True
         num_sequences += int(terminal.sum())
         keep = ~ends
+        del ends
         live, node = live[keep], node[keep]
-        size = pairs.size
+        del keep
         depth += 1
     levels.append((np.zeros(size, dtype=np.int32), terminal, np.zeros(0, dtype=small)))
     return levels, num_sequences
@@ -852,13 +926,17 @@ def _minimize(levels):
     Returns per class: edge count, terminal flag, first edge; per edge: token rank, target class;
     and the root's class. Classes are numbered in creation order, children before parents.
     """
-    counts, terms, starts = _Grow(np.int64), _Grow(bool), _Grow(np.int64)
-    etok, etgt = _Grow(np.int64), _Grow(np.int64)
+    # Classes and edges are at most the trie's nodes: 4-byte ids unless the trie has 2**31 nodes.
+    wide = sum(level[0].size for level in levels) >= 1 << 31
+    ids = np.int64 if wide else np.int32
+    counts, terms, starts = _Grow(ids), _Grow(bool), _Grow(ids)
+    etok, etgt = _Grow(np.uint32 if levels[0][2].dtype == np.uint32 else np.int64), _Grow(ids)
     table_h = np.zeros(0, dtype=_U64)  # sorted signature hashes
     table_c = np.zeros(0, dtype=np.int64)  # their classes
     child_cls = np.zeros(0, dtype=np.int64)
     while levels:
         cnt, term, tok = levels.pop()
+        cnt = cnt.astype(np.int32)  # stored narrow (_narrow); the arithmetic below is int32's
         m = cnt.size
         first = np.cumsum(cnt) - cnt  # first edge of each node within the level
         owner = np.repeat(np.arange(m), cnt)
@@ -882,6 +960,7 @@ def _minimize(levels):
         table_h = np.insert(table_h, pos[new], uniq[new])
         table_c = np.insert(table_c, pos[new], ucls[new])
         cls = ucls[inv]
+        del uniq, rep, inv, pos, found, ucls, new, h  # the level's temporaries go before the check's
         # Exactness: compare each node with its class's stored signature.
         k = counts.view()[cls]
         bad = (k != cnt) | (terms.view()[cls] != term)

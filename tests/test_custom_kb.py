@@ -84,3 +84,27 @@ def test_control_characters_in_any_field_are_counted_skips_with_their_line(tmp_p
                               (4, "control character '\\x00' in the name 'Bad\\x00name'")]
     with pytest.raises(ValueError, match=r"kb\.tsv:2: control character '\\x01' in the entity id"):
         list(iter_custom_kb(path, strict=True))
+
+
+def test_names_from_a_tsv_with_tmp_dir_and_spills_mark_each_first_name_primary(tmp_path, monkeypatch):
+    # The TSV's primary names are found by the table while its sorted runs merge (no set of
+    # (entity, lang) pairs in the reader): runs of 2 records force the merge; --tmp-dir is left empty.
+    from genre_fairseq.name_table import NameTable
+    from trie_tools.cli import main
+
+    kb = tmp_path / "kb.tsv"
+    kb.write_text("Q2\ten\tZed\nQ1\tde\tBeta\nQ1\ten\tBeta\nQ1\ten\tAlpha\nQ2\ten\tAlpha\nQ1\tde\tAlpha\n"
+                  "Q1\ten\tBeta\n", encoding="utf-8")
+    assert main(["names", "--tsv", str(kb), "--output", str(tmp_path / "one_run.names"), "--quiet"]) == 0
+    build = NameTable.build
+    monkeypatch.setattr(NameTable, "build", staticmethod(lambda *a, **k: build(*a, **dict(k, chunk_size=2))))
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    assert main(["names", "--tsv", str(kb), "--output", str(tmp_path / "kb.names"), "--tmp-dir", str(spill),
+                 "--quiet"]) == 0
+    assert list(spill.iterdir()) == []
+    assert (tmp_path / "kb.names").read_bytes() == (tmp_path / "one_run.names").read_bytes()
+    with NameTable.load(str(tmp_path / "kb.names")) as table:
+        assert table.primary_names("Q1") == [("de", "Beta"), ("en", "Beta")]
+        assert table.primary_names("Q2") == [("en", "Zed")]
+        assert table.ids("en", "Alpha") == ["Q1", "Q2"]

@@ -1,6 +1,7 @@
 """PrefixTree against a brute-force set-of-sequences oracle, its file format, and its tensor lookups."""
 
 import json
+import mmap
 import os
 import struct
 
@@ -120,6 +121,30 @@ def test_hash_collisions_cost_sharing_never_correctness(seqs):
     assert sequences_of(*tree.to_arrays()) == sorted({tuple(s) for s in seqs})
     nodes, edges = oracle_minimal_size(seqs)
     assert tree.num_nodes >= nodes and tree.num_edges >= edges
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seqs=seq_lists)
+def test_memory_mapped_sequences_in_small_steps_give_the_same_file(seqs, tmp_path):
+    # genre-trie build compiles from a memory map of int32 tokens, in steps whose pages it releases
+    # (madvise); steps of 2 tokens force every pass through that path.
+    flat = np.array([t for s in seqs for t in s], dtype=np.int64)
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    mem = tmp_path / "mem.trie"
+    PrefixTree.from_arrays(flat, lengths).save(str(mem))
+    spool = tmp_path / "tokens.i32"
+    spool.write_bytes(flat.astype(np.int32).tobytes())
+    with open(spool, "rb") as f:
+        mapped = (np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.int32)
+                  if flat.size else np.zeros(0, np.int32))
+    assert flat.size == 0 or pt._mapped(mapped) is not None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pt, "_STEP", 2)
+        tree = PrefixTree.from_arrays(mapped, lengths)
+    stepped = tmp_path / "stepped.trie"
+    tree.save(str(stepped))
+    assert stepped.read_bytes() == mem.read_bytes()
+    assert sequences_of(*tree.to_arrays()) == sorted({tuple(s) for s in seqs})
 
 
 def test_shared_endings_are_stored_once_and_states_keep_their_incoming_token():
@@ -408,3 +433,19 @@ def test_max_token_comes_from_the_token_map_and_the_header_must_agree(tmp_path):
     _rewrite_header(path, data, meta, meta_len)
     with pytest.raises(ValueError, match="corrupt prefix tree header \\(max_token 100000, tokens say 250000\\)"):
         PrefixTree.load(path, verify=False)  # verified, the rewritten header fails its checksum first
+
+
+def test_the_file_is_byte_identical_to_the_one_the_unbounded_builder_wrote(tmp_path):
+    # Hash of this tree as the builder before the bounded-memory build (commit 667d150) saved it:
+    # the narrower arrays, the steps and the freed temporaries must not change one byte.
+    import hashlib
+
+    rng = np.random.default_rng(20261203)
+    lengths = rng.integers(1, 14, size=4000)
+    vocab = np.concatenate([np.arange(4, 40), rng.integers(40, 256_000, size=200)])
+    flat = vocab[rng.zipf(1.6, size=int(lengths.sum())) % vocab.size]
+    flat[np.cumsum(lengths) - 1] = EOS  # shared endings, which the minimization merges
+    path = tmp_path / "t.trie"
+    PrefixTree.from_arrays(flat.astype(np.int64), lengths.astype(np.int64)).save(str(path))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == (
+        "713cf9c3966d645d1d3d2123f1a2b449ca138e6a92698a55c045397cb305e19e")

@@ -360,3 +360,33 @@ def test_a_run_that_finds_no_name_leaves_existing_outputs_untouched(tmp_path, ca
     assert err.endswith(f"no entity has a name: {out} was not written (check --langs and --sources)")
     assert (out.read_bytes(), mentions.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kb.mentions", "kb.names", "kb.tsv"]
+
+
+def test_the_spooled_build_writes_the_tree_the_in_memory_path_writes(kb, tmp_path):
+    # genre-trie build spools the encoded sequences to --tmp-dir and compiles from its memory map;
+    # the tree must be the file that encoding into memory and PrefixTree.from_arrays give.
+    import numpy as np
+
+    from trie_tools.encode import TokenizerSpec, encode_identifiers
+    from trie_tools.names import iter_identifiers
+
+    spec = TokenizerSpec(sentencepiece=kb["spm"])
+    with NameTable.load(kb["names"]) as table:
+        flat, lengths = encode_identifiers(iter_identifiers(table, "name_lang"), spec, kb["dict"], progress=False,
+                                           chunk_size=7)
+        spooled, spooled_lengths = encode_identifiers(iter_identifiers(table, "name_lang"), spec, kb["dict"],
+                                                      progress=False, chunk_size=7, spool_dir=str(tmp_path))
+        assert np.array_equal(flat, spooled) and np.array_equal(lengths, spooled_lengths)
+        del spooled
+        dictionary = load_dictionary(kb["dict"])
+        memory = tmp_path / "memory.trie"
+        PrefixTree.from_arrays(flat, lengths, dictionary_fingerprint=dictionary_fingerprint(dictionary),
+                               start_token=dictionary.eos(), identifier_format="name_lang",
+                               name_table_fingerprint=table.fingerprint).save(str(memory))
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    again = tmp_path / "again.trie"
+    assert run("build", "--names", kb["names"], "--format", "name_lang", "--sentencepiece", kb["spm"], "--dict",
+               kb["dict"], "--output", again, "--tmp-dir", spool_dir, "--workers", 1, "--quiet") == 0
+    assert again.read_bytes() == memory.read_bytes() == Path(kb["trie"]).read_bytes()
+    assert list(spool_dir.iterdir()) == []  # the spool is removed

@@ -203,12 +203,16 @@ def tsv_names(
     stats: Optional[NamesStats] = None,
     kb_stats: Optional[CustomKBStats] = None,
     mentions: Optional[List[Tuple[str, str]]] = None,
-) -> Iterator[NameRecord]:
-    """Name records of a custom-KB TSV; an entity's first name in a language is its primary one there."""
+) -> Iterator[Tuple[str, str, str]]:
+    """Name triples ``(entity_id, lang, name)`` of a custom-KB TSV, in file order.
+
+    An entity's first name in a language is its primary one there: ``NameTable.build(...,
+    first_primary=True)`` marks it, so this reader holds no set of (entity, lang) pairs (that set
+    was 130 bytes per name). ``stats.entities`` and ``stats.kept`` are left to the caller, who
+    reads them off the table (every entity with a usable name is kept).
+    """
     stats = stats if stats is not None else NamesStats()
     lang_set = None if langs is None else frozenset(langs)
-    seen_primary: set = set()  # (entity, lang) pairs that have their primary name
-    entities: set = set()
     for entity_id, lang, name in iter_custom_kb(path, strict=strict, stats=kb_stats):
         if lang_set is not None and lang not in lang_set:
             continue
@@ -216,18 +220,11 @@ def tsv_names(
         if why is not None:
             stats.skip(entity_id, lang, name, why, strict)
             continue
-        if entity_id not in entities:
-            entities.add(entity_id)
-            stats.entities += 1
-            stats.kept += 1
-        primary = (entity_id, lang) not in seen_primary
-        if primary:
-            seen_primary.add((entity_id, lang))
         if mentions is not None:
             mentions.append((name, entity_id))
         stats.names += 1
         stats.by_source["tsv"] += 1
-        yield entity_id, lang, name, primary
+        yield entity_id, lang, name
 
 
 class _MentionSpool:
@@ -352,14 +349,18 @@ def write_tables(
     sitelinks: Optional[SitelinkCounts] = None,
     anchor_stats: Optional[AnchorStats] = None,
     strict: bool = False,
+    first_primary: bool = False,
+    tmp_dir: Optional[str] = None,
 ) -> None:
     """Write the name table of ``make_records(mentions_sink)`` to ``output``, and the mention table if asked.
 
     ``anchors`` (anchors JSON-lines files) add hyperlink counts to the mention table and, with
     ``sitelinks`` (filled while the records stream), order the entities of ambiguous names
-    (``EntityPrior``).
+    (``EntityPrior``). ``first_primary``: the records are triples whose primary names the table
+    finds (``NameTable.build``), as ``tsv_names`` needs. Spools and sorted runs go to ``tmp_dir``
+    (default: the directory of ``output``).
     """
-    where = os.path.dirname(os.path.abspath(os.fspath(output)))
+    where = tmp_dir if tmp_dir is not None else os.path.dirname(os.path.abspath(os.fspath(output)))
     anchor_stats = anchor_stats if anchor_stats is not None else AnchorStats()
     with tempfile.TemporaryDirectory(prefix=".gf-names-", dir=where) as tmp:
         prior = EntityPrior(sitelinks=sitelinks)
@@ -367,14 +368,15 @@ def write_tables(
         if anchors:
             anchor_spool = _spool_anchors(anchors, tmp, strict, anchor_stats)
             anchors_table = os.path.join(tmp, "anchors.mentions")
-            MentionTable.build(_spooled(anchor_spool), anchors_table)
+            MentionTable.build(_spooled(anchor_spool), anchors_table, tmp_dir=tmp)
             prior.anchors = MentionTable.load(anchors_table)
         spool = _MentionSpool(tmp) if mentions_output is not None else None
         records = make_records(spool)
         try:
             # ``order`` is called after every record is read, when ``sitelinks`` is complete.
             NameTable.build(tqdm(records, desc="names", unit=" names", disable=not progress, smoothing=0.1),
-                            output, meta=meta, order_ids=prior.order if (anchors or sitelinks is not None) else None)
+                            output, meta=meta, order_ids=prior.order if (anchors or sitelinks is not None) else None,
+                            first_primary=first_primary, tmp_dir=tmp)
         finally:
             if prior.anchors is not None:
                 prior.anchors.close()
@@ -384,10 +386,10 @@ def write_tables(
                 with NameTable.load(output, verify=False) as table:
                     items = chain(items, _linked(_spooled(anchor_spool), table, anchor_stats))
                     MentionTable.build(tqdm(items, desc="mentions", unit=" mentions", disable=not progress,
-                                            smoothing=0.1), mentions_output, meta=meta)
+                                            smoothing=0.1), mentions_output, meta=meta, tmp_dir=tmp)
             else:
                 MentionTable.build(tqdm(items, desc="mentions", unit=" mentions", disable=not progress,
-                                        smoothing=0.1), mentions_output, meta=meta)
+                                        smoothing=0.1), mentions_output, meta=meta, tmp_dir=tmp)
         elif anchor_spool is not None:
             with NameTable.load(output, verify=False) as table:
                 for _ in _linked(_spooled(anchor_spool), table, anchor_stats):
