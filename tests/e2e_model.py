@@ -2,12 +2,13 @@
 
 The quickstart model has no single ``▁{`` piece. A copy of its directory gets ``▁{ ▁} ▁[ ▁]``
 appended to both dictionaries, four embedding rows appended to its checkpoint (copies of
-existing rows, so that the model does mark some mentions), and its entity tree re-stamped with
+existing rows, so that the model does mark some mentions; extend_model.py writes them), and its entity tree re-stamped with
 the new dictionary's fingerprint (appending symbols keeps every old id, so its sequences stand).
 """
 
 import os
 import shutil
+import sys
 
 import torch
 from fairseq.models import FairseqEncoderDecoderModel, FairseqIncrementalDecoder
@@ -17,7 +18,10 @@ from tests.toy import _SourceIdEncoder  # passes the source tokens through
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "examples", "quickstart", "model")
-MARKUP = ["\u2581{", "\u2581}", "\u2581[", "\u2581]"]
+sys.path.insert(0, os.path.join(ROOT, "examples", "quickstart"))
+import extend_model  # noqa: E402
+
+MARKUP = list(extend_model.MARKUP)
 #: the existing pieces whose embedding rows the markup symbols copy
 ROW_SOURCES = ["\u2581", ">", "\u2581>>", "."]
 
@@ -29,19 +33,10 @@ def extended_quickstart(directory: str) -> str:
     os.makedirs(directory, exist_ok=True)
     for name in ("spm.model", "cldr.names"):
         shutil.copy(os.path.join(QUICKSTART, name), os.path.join(directory, name))
-    lines = open(os.path.join(QUICKSTART, "dict.target.txt"), encoding="utf-8").read()
-    for side in ("source", "target"):
-        with open(os.path.join(directory, f"dict.{side}.txt"), "w", encoding="utf-8") as f:
-            f.write(lines + "".join(f"{s} 1\n" for s in MARKUP))
-    old = Dictionary.load(os.path.join(QUICKSTART, "dict.target.txt"))
+    extend_model.extend(QUICKSTART, os.path.join(directory, "model.pt"), os.path.join(directory, "dict.target.txt"),
+                        copy_rows=ROW_SOURCES)
+    shutil.copy(os.path.join(directory, "dict.target.txt"), os.path.join(directory, "dict.source.txt"))
     new = Dictionary.load(os.path.join(directory, "dict.target.txt"))
-    state = torch.load(os.path.join(QUICKSTART, "model.pt"), map_location="cpu", weights_only=False)  # shipped file
-    rows = [old.index(s) for s in ROW_SOURCES]
-    for key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight"):
-        weight = state["model"][key]
-        assert weight.size(0) == len(old), (key, weight.shape)
-        state["model"][key] = torch.cat([weight, weight[rows]], dim=0)
-    torch.save(state, os.path.join(directory, "model.pt"))
     tree = PrefixTree.load(os.path.join(QUICKSTART, "cldr.trie"))
     PrefixTree.from_sequences(list(tree), dictionary_fingerprint=dictionary_fingerprint(new),
                               start_token=tree.start_token, identifier_format=tree.identifier_format,

@@ -185,6 +185,24 @@ def test_end_to_end_bad_options_are_one_line(argv, message):
     assert err.count("\n") == 1 and err.startswith("quickstart: error: ") and message in err
 
 
+@pytest.mark.parametrize("mode", [["--end-to-end"], []])
+def test_file_that_is_a_directory_is_one_line(tmp_path, mode):
+    code, out, err = run([*mode, "--file", str(tmp_path)])
+    assert code == 2 and out == "" and err == f"quickstart: error: {tmp_path}: is a directory, not a file\n"
+
+
+def test_kb_line_with_wrong_columns_names_file_and_line(tmp_path, capsys):
+    kb, templates = write_inputs(tmp_path)
+    with open(kb, "a", encoding="utf-8") as f:
+        f.write("territory:XX\tde\n")
+    lines = sum(1 for line in open(kb, encoding="utf-8"))
+    assert make_e2e_data.main(["--kb", kb, "--templates", templates, "--outdir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"make_e2e_data.py: error: {kb}:{lines}: expected 3 tab-separated columns "
+                   "(entity_id, lang, name), got 2\n")
+    assert not (tmp_path / "x").exists()
+
+
 def test_end_to_end_bad_documents(tmp_path, e2e_dir):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "abc", "mentions": [{"start": 2, "end": 9}]}\n', encoding="utf-8")

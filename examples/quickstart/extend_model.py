@@ -21,8 +21,11 @@ MARKUP = ("\u2581{", "\u2581}", "\u2581[", "\u2581]")
 EMBEDDINGS = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight")
 
 
-def extend(model_dir: str, checkpoint_out: str, dict_out: str, seed: int = 1) -> int:
-    """Write the extended dictionary and checkpoint; return the new dictionary size."""
+def extend(model_dir: str, checkpoint_out: str, dict_out: str, seed: int = 1, copy_rows=None) -> int:
+    """Write the extended dictionary and checkpoint; return the new dictionary size.
+
+    ``copy_rows`` (four existing symbols) makes the new rows copies of those symbols' rows instead
+    of random ones: the tests' untrained start, which then does mark some mentions."""
     import torch
     from genre_fairseq.dictionary import SymbolDictionary
 
@@ -47,7 +50,9 @@ def extend(model_dir: str, checkpoint_out: str, dict_out: str, seed: int = 1) ->
             continue
         if weight.size(0) != n_old:
             raise ValueError(f"{model_dir}/model.pt: {key} has {weight.size(0)} rows, the dictionary {n_old}")
-        if new_rows is None:
+        if new_rows is None and copy_rows is not None:
+            new_rows = weight[[old.index(s) for s in copy_rows]].float()
+        elif new_rows is None:
             dim = weight.size(1)
             new_rows = torch.randn(len(MARKUP), dim, generator=generator) * dim ** -0.5
         state["model"][key] = torch.cat([weight.float(), new_rows], dim=0)

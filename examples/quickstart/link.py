@@ -55,10 +55,17 @@ class Item(NamedTuple):
     gold: Optional[tuple] = None  # end-to-end: ((start, end, entity id), ...) from an anchors document
 
 
-def read_documents(path: str) -> List[Item]:
-    """Texts for --end-to-end: anchors JSON lines (``.jsonl``, gold spans kept) or one text a line."""
+def require_file(path: str) -> None:
+    """``FileNotFoundError`` naming the path when it is not a readable file (missing, or a directory)."""
+    if os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: is a directory, not a file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: file not found")
+
+
+def read_documents(path: str) -> List[Item]:
+    """Texts for --end-to-end: anchors JSON lines (``.jsonl``, gold spans kept) or one text a line."""
+    require_file(path)
     if not path.endswith(".jsonl"):
         items = [Item(line.rstrip("\n"), f"{path}:{n}") for n, line in enumerate(open(path, encoding="utf-8"), 1)
                  if line.strip() and not line.startswith("#")]
@@ -91,8 +98,7 @@ def space_markers(sentence: str) -> str:
 
 def read_items(path: str) -> List[Item]:
     """Sentences of a file: plain lines, or ``lang<TAB>expected id<TAB>sentence`` lines."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: file not found")
+    require_file(path)
     items = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -133,6 +139,21 @@ def check_model_dir(model_dir: str, script: str = "train.sh") -> None:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: missing (the quickstart model directory needs "
                                     f"{', '.join(MODEL_FILES)}; examples/quickstart/{script} builds it)")
+
+
+def load_model(model_dir: str, script: str = "train.sh"):
+    """The hub model (CPU) and the name table of a quickstart model directory, checked first."""
+    check_model_dir(model_dir, script)
+    from genre_fairseq.hub import mGENRE
+    from genre_fairseq.name_table import NameTable
+
+    return mGENRE.from_pretrained(model_dir, device="cpu"), NameTable.load(os.path.join(model_dir, NAMES))
+
+
+def describe(model_dir: str, model, table, what: str = "") -> str:
+    """The first line of the output: the model directory, its size and the knowledge base."""
+    return (f"model: {model_dir} ({sum(p.numel() for p in model.models[0].parameters()):,} parameters{what}); "
+            f"KB: {table.num_entities:,} CLDR entities, {len(table):,} (lang, name) pairs")
 
 
 def restrict_to_langs(tree, langs: List[str], kb_langs: List[str], tgt_dict, bpe):
@@ -219,21 +240,14 @@ def end_to_end(args, started: float) -> int:
         if not items:
             items = read_documents(E2E_SAMPLES)
         model_dir = args.model_dir or DEFAULT_E2E_DIR
-        check_model_dir(model_dir, "train_e2e.sh")
-
-        from genre_fairseq.hub import mGENRE
-        from genre_fairseq.name_table import NameTable
-
-        model = mGENRE.from_pretrained(model_dir, device="cpu")
-        table = NameTable.load(os.path.join(model_dir, NAMES))
+        model, table = load_model(model_dir, "train_e2e.sh")
         loaded = time.time()
         results = model.link([item.sentence for item in items], trie=os.path.join(model_dir, TRIE),
                              name_table=table, beam=args.beam)
     except (ValueError, FileNotFoundError) as e:
         print(f"quickstart: error: {e}", file=sys.stderr)
         return 2
-    print(f"model: {model_dir} ({sum(p.numel() for p in model.models[0].parameters()):,} parameters, end to end); "
-          f"KB: {table.num_entities:,} CLDR entities, {len(table):,} (lang, name) pairs")
+    print(describe(model_dir, model, table, ", end to end"))
     print("  start-end  entity id     score  English name              identifier\n")
     totals = [0, 0, 0]
     graded = False
@@ -290,17 +304,13 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m examples.quick
         if not items:
             items = read_items(SAMPLES)
         items = check_items(items)
-        check_model_dir(args.model_dir)
         langs = [x.strip() for x in (args.langs or "").split(",") if x.strip()]
         if args.langs is not None and not langs:
             raise ValueError("--langs: give at least one language code")
 
-        from genre_fairseq.hub import mGENRE
-        from genre_fairseq.name_table import NameTable
         from genre_fairseq.prefix_tree import PrefixTree
 
-        model = mGENRE.from_pretrained(args.model_dir, device="cpu")
-        table = NameTable.load(os.path.join(args.model_dir, NAMES))
+        model, table = load_model(args.model_dir)
         tree = PrefixTree.load(os.path.join(args.model_dir, TRIE))
         if langs:
             kb_langs = sorted({lang for lang, _ in table})
@@ -311,9 +321,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m examples.quick
     except (ValueError, FileNotFoundError) as e:
         print(f"quickstart: error: {e}", file=sys.stderr)
         return 2
-    print(f"model: {args.model_dir} ({sum(p.numel() for p in model.models[0].parameters()):,} parameters); "
-          f"KB: {table.num_entities:,} CLDR entities, {len(table):,} (lang, name) pairs"
-          + (f"; names restricted to {', '.join(langs)}" if langs else ""))
+    print(describe(args.model_dir, model, table) + (f"; names restricted to {', '.join(langs)}" if langs else ""))
     print("rank. entity id   score  English name              name >> lang identifiers (score)\n")
     checks = []
     for item, ranked in zip(items, results):

@@ -102,11 +102,25 @@ def read_kb(path: str) -> List[Tuple[str, str, str]]:
     """(entity_id, lang, name) rows of the KB TSV written by make_kb.py."""
     rows = []
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             if line.strip() and not line.startswith("#"):
-                entity, lang, name = line.rstrip("\n").split("\t")
-                rows.append((entity, lang, name))
+                columns = line.rstrip("\n").split("\t")
+                if len(columns) != 3:
+                    raise ValueError(f"{path}:{number}: expected 3 tab-separated columns (entity_id, lang, name), "
+                                     f"got {len(columns)}")
+                rows.append((columns[0], columns[1], columns[2]))
     return rows
+
+
+def load_inputs(kb_path: str, templates_path: str):
+    """The KB rows and the templates, checked: every (lang, type) of the KB needs at least 2 templates
+    (the last one is held out for validation). Raises OSError or ValueError with the file's name."""
+    templates = read_templates(templates_path)
+    kb = read_kb(kb_path)
+    for entity, lang, _ in kb:
+        if len(templates.get((lang, entity_type(entity)), [])) < 2:
+            raise ValueError(f"{templates_path}: needs at least 2 templates for ({lang}, {entity_type(entity)})")
+    return kb, templates
 
 
 def write_pairs(prefix: str, pairs: List[Tuple[str, str, str]]) -> None:
@@ -134,11 +148,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     try:
-        templates = read_templates(args.templates)
-        kb = read_kb(args.kb)
-        for entity, lang, _ in kb:
-            if len(templates.get((lang, entity_type(entity)), [])) < 2:
-                raise ValueError(f"{args.templates}: needs at least 2 templates for ({lang}, {entity_type(entity)})")
+        kb, templates = load_inputs(args.kb, args.templates)
     except (OSError, ValueError) as e:
         print(f"make_data.py: error: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from collections import defaultdict
 from typing import Dict, List, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_data import END, START, entity_type, read_kb, read_templates, training_source  # noqa: E402
+from make_data import END, START, entity_type, load_inputs, training_source  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: shares of documents with 1, 2 and 3 mentions (among those with any)
@@ -134,11 +134,7 @@ def main(argv=None) -> int:
         print("make_e2e_data.py: error: --zero must be in [0, 1), --per-name and --valid at least 1", file=sys.stderr)
         return 2
     try:
-        templates = read_templates(args.templates)
-        kb = read_kb(args.kb)
-        for entity, lang, _ in kb:
-            if len(templates.get((lang, entity_type(entity)), [])) < 2:
-                raise ValueError(f"{args.templates}: needs at least 2 templates for ({lang}, {entity_type(entity)})")
+        kb, templates = load_inputs(args.kb, args.templates)
     except (OSError, ValueError) as e:
         print(f"make_e2e_data.py: error: {e}", file=sys.stderr)
         return 2
