@@ -20,6 +20,7 @@ QS = os.path.join(ROOT, "examples", "quickstart")
 sys.path.insert(0, QS)
 
 import extend_model  # noqa: E402
+import make_data  # noqa: E402
 import make_e2e_data  # noqa: E402
 
 from tests.e2e_model import extended_quickstart  # noqa: E402
@@ -72,6 +73,44 @@ def test_documents_mark_every_name_at_its_characters(tmp_path):
     assert len({d["id"] for d in train + valid}) == len(train) + len(valid)
 
 
+def unmarked_names(docs, kb):
+    """(doc id, name) for every whole-word occurrence of a KB name of the document's language outside its mentions."""
+    by_lang = {}
+    for _, lang, name in kb:
+        by_lang.setdefault(lang, set()).add(name)
+    found = []
+    for doc in docs:
+        covered = set()
+        for m in doc["mentions"]:
+            covered.update(range(m["start"], m["end"]))
+        for name in by_lang.get(doc["lang"], ()):
+            for hit in re.finditer(r"(?<!\w)" + re.escape(name) + r"(?!\w)", doc["text"]):
+                if not covered.issuperset(range(hit.start(), hit.end())):
+                    found.append((doc["id"], name))
+    return found
+
+
+def test_ordinary_words_are_never_names_and_every_name_is_marked(tmp_path):
+    kb, templates = write_inputs(tmp_path)
+    rows, groups = make_data.load_inputs(kb, templates)
+    words = make_e2e_data.ordinary_words(rows, groups, lambda g: g[:-1], True)
+    plain = make_e2e_data.ordinary_words(rows, groups, lambda g: g[:-1], False)
+    assert "Januar" in words["de"] and "Montag" in words["de"] and "Januar" not in plain["de"]  # CLDR's words
+    assert set(plain["de"]) < set(words["de"]) and "gelehrt" in plain["de"] and "ZURÜCK" not in plain["de"]
+    for lang, pool in words.items():
+        names = {n for _, l, n in KB if l == lang}
+        assert not [w for w in pool if any(n in w or w in n for n in names if len(n) >= 4 and len(w) >= 4)]
+        assert not names & set(pool)
+    train, valid = make(tmp_path, "--per-name", "6", "--insert", "0.9")
+    assert unmarked_names(train + valid, KB) == []
+    # the CLDR words do reach the training documents (--insert 0.9), never the validation ones
+    cldr = set(words["de"]) - set(plain["de"])
+    assert any(w in cldr for d in train if d["lang"] == "de" for w in d["text"].split())
+    assert not any(w in cldr for d in valid if d["lang"] == "de" for w in d["text"].split())
+    train, _ = make(tmp_path, "--no-cldr-words")
+    assert not any(w in cldr for d in train if d["lang"] == "de" for w in d["text"].split())
+
+
 def test_held_out_templates_only_in_validation(tmp_path):
     train, valid = make(tmp_path, "--valid", "40")
     assert not any(marker in d["text"] for d in train for marker in ("HELD-OUT", "ZURÜCK"))
@@ -83,10 +122,10 @@ def test_seeded_and_refusals(tmp_path, capsys):
     first = make(tmp_path)
     assert make(tmp_path) == first
     kb, templates = write_inputs(tmp_path)
-    for bad in (["--zero", "1"], ["--mix", "0.8", "--noise", "0.3"], ["--per-name", "0"]):
+    for bad in (["--zero", "1"], ["--mix", "0.8", "--noise", "0.3"], ["--per-name", "0"], ["--insert", "1.5"]):
         assert make_e2e_data.main(["--kb", kb, "--templates", templates, "--outdir", str(tmp_path / "x"), *bad]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("make_e2e_data.py: error: ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("make_e2e_data.py: error: ") for line in lines)
 
 
 def test_extend_model_appends_the_markup_and_keeps_the_old_rows(tmp_path):
@@ -170,12 +209,19 @@ def test_end_to_end_documents_are_checked_against_their_gold(e2e_dir, tmp_path):
     found = 1 if spans else 0
     wrong = len(spans) - found
     assert f"strong matching: {found} of 2 gold spans found, {wrong} wrong" in out
+    # percentages, by hand: P = found / predicted, R = found / 2 (GERBIL's rule when nothing is found)
+    p, r = (100 * found / len(spans), 100 * found / 2) if found else (0.0, 0.0)
+    f = 2 * p * r / (p + r) if found else 0.0
+    assert f"(P {p:.1f} R {r:.1f} F1 {f:.1f})" in out
     assert f"missed {extra[0]}-{extra[1]} language:de" in out
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--end-to-end", "--sentence", "a [START] b [END]"], "do not apply to --end-to-end"),
-    (["--text", "Paris"], "--text needs --end-to-end"),
+    (["--text", "Paris"], "--text, --any-span and --mention-trie need --end-to-end"),
+    (["--any-span", "--sentence", "a [START] b [END]"], "need --end-to-end"),
+    (["--end-to-end", "--any-span", "--mention-trie", "x.mtrie", "--text", "x"], "exclude each other"),
+    (["--end-to-end", "--mention-trie", "/nonexistent/x.mtrie", "--text", "x"], "/nonexistent/x.mtrie: file not found"),
     (["--end-to-end", "--beam", "0", "--text", "x"], "--beam must be >= 1"),
     (["--end-to-end", "--file", "/nonexistent/docs.jsonl"], "/nonexistent/docs.jsonl: file not found"),
 ])
@@ -201,6 +247,28 @@ def test_kb_line_with_wrong_columns_names_file_and_line(tmp_path, capsys):
     assert err == (f"make_e2e_data.py: error: {kb}:{lines}: expected 3 tab-separated columns "
                    "(entity_id, lang, name), got 2\n")
     assert not (tmp_path / "x").exists()
+
+
+def test_pack_refuses_a_mention_tree_of_another_dictionary(tmp_path, e2e_dir, capsys):
+    """pack.py copies cldr.mtrie only when it was built for the work directory's dict.txt."""
+    import shutil
+
+    from fairseq.data import Dictionary
+
+    import pack
+    from genre_fairseq.e2e_search import mention_tree
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for src, dst in (("dict.target.txt", "dict.txt"), ("spm.model", "spm.model"), ("cldr.trie", "cldr.trie"),
+                     ("cldr.names", "cldr.names")):
+        shutil.copy(os.path.join(QS, "model", src), work / dst)
+    extended = Dictionary.load(os.path.join(e2e_dir, "dict.target.txt"))  # 4 symbols more than dict.txt
+    mention_tree([[extended.index("\u2581Paris")]], extended).save(str(work / "cldr.mtrie"))
+    code = pack.main(["--checkpoint", str(tmp_path / "unused.pt"), "--work", str(work), "--output", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("pack.py: error: ") and "cldr.mtrie was built for dictionary" in err
+    assert err.count("\n") == 1 and not (tmp_path / "m").exists()
 
 
 def test_end_to_end_bad_documents(tmp_path, e2e_dir):
@@ -230,12 +298,15 @@ def test_train_e2e_script_smoke(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     model = tmp_path / "work" / "model_e2e"
     assert sorted(os.listdir(model)) == sorted(["MANIFEST.json", "model.pt", "dict.source.txt", "dict.target.txt",
-                                               "spm.model", "cldr.trie", "cldr.names"])
+                                               "spm.model", "cldr.trie", "cldr.names", "cldr.mtrie"])
     symbols = [line.split()[0] for line in open(model / "dict.target.txt", encoding="utf-8")]
     assert symbols[-4:] == list(extend_model.MARKUP)
-    assert json.load(open(model / "MANIFEST.json"))["model"]["updates"] == 2
-    row = re.search(r"^InKB strong +(\d+) +(\d+) +(\d+)", proc.stdout, re.M)
-    assert row and int(row.group(1)) + int(row.group(3)) == 8  # TP + FN = the 8 gold mentions
+    manifest = json.load(open(model / "MANIFEST.json"))
+    assert manifest["model"]["updates"] == 2 and "cldr.mtrie" in manifest["files"]
+    rows = re.findall(r"^InKB strong +(\d+) +(\d+) +(\d+)", proc.stdout, re.M)
+    assert len(rows) == 2  # with the mention tree, then with any span
+    assert all(int(tp) + int(fn) == 8 for tp, _, fn in rows)  # TP + FN = the 8 gold mentions
+    assert proc.stdout.index("mention tree") < proc.stdout.index("any span")
 
 
 def test_shipped_samples_are_gold_documents_of_the_kb():

@@ -23,7 +23,9 @@ in which case each top entity is checked against the expected id. Blank and ``#`
 finds marked ``{ mention } [ name >> lang ]`` and linked (``model.link``). Its inputs: ``--text``
 (repeatable), or ``--file`` with one text a line, or documents in the anchors JSON-lines format
 (``.jsonl``: ``{"id", "lang", "text", "mentions": [{"start", "end", "entity_id"}]}``), whose gold
-spans are then checked (strong matching: same characters, same entity).
+spans are then checked (strong matching: same characters, same entity). Mentions are restricted to
+the KB's names (the model directory's mention tree ``cldr.mtrie``, as GENRE restricts mentions to
+a mention table), unless ``--any-span`` (any span of source tokens) or ``--mention-trie`` is given.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from typing import List, NamedTuple, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "model")
 SAMPLES = os.path.join(HERE, "sentences.tsv")
-TRIE, NAMES = "cldr.trie", "cldr.names"
+TRIE, NAMES, MENTION_TRIE = "cldr.trie", "cldr.names", "cldr.mtrie"
 MODEL_FILES = ("model.pt", "dict.source.txt", "dict.target.txt", "spm.model", TRIE, NAMES)
 DEFAULT_E2E_DIR = os.path.join(HERE, "model_e2e")
 E2E_SAMPLES = os.path.join(HERE, "e2e_sentences.jsonl")
@@ -234,20 +236,28 @@ def end_to_end(args, started: float) -> int:
             raise ValueError("--sentence, --langs and --no-marginalize do not apply to --end-to-end (use --text)")
         if args.beam < 1:
             raise ValueError("--beam must be >= 1")
+        if args.any_span and args.mention_trie:
+            raise ValueError("--any-span and --mention-trie exclude each other")
         items = [Item(t, f"--text {i + 1}") for i, t in enumerate(args.text or [])]
         if args.file:
             items += read_documents(args.file)
         if not items:
             items = read_documents(E2E_SAMPLES)
         model_dir = args.model_dir or DEFAULT_E2E_DIR
+        mention_trie = args.mention_trie or os.path.join(model_dir, MENTION_TRIE)
+        if args.mention_trie:
+            require_file(args.mention_trie)
+        if args.any_span or not os.path.isfile(mention_trie):
+            mention_trie = None
         model, table = load_model(model_dir, "train_e2e.sh")
         loaded = time.time()
         results = model.link([item.sentence for item in items], trie=os.path.join(model_dir, TRIE),
-                             name_table=table, beam=args.beam)
+                             name_table=table, beam=args.beam, mention_trie=mention_trie)
     except (ValueError, FileNotFoundError) as e:
         print(f"quickstart: error: {e}", file=sys.stderr)
         return 2
-    print(describe(model_dir, model, table, ", end to end"))
+    print(describe(model_dir, model, table, ", end to end") + "; mentions: "
+          + (f"the known names ({mention_trie})" if mention_trie else "any span of words"))
     print("  start-end  entity id     score  English name              identifier\n")
     totals = [0, 0, 0]
     graded = False
@@ -262,7 +272,7 @@ def end_to_end(args, started: float) -> int:
     if graded:
         from genre_fairseq.e2e_metrics import prf
 
-        p, r, f = prf(*totals)
+        p, r, f = (100 * x for x in prf(*totals))
         summary += f"; strong matching: {totals[0]} of {totals[0] + totals[2]} gold spans found, " \
                    f"{totals[1]} wrong (P {p:.1f} R {r:.1f} F1 {f:.1f})"
     print(summary)
@@ -280,6 +290,11 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m examples.quick
     parser.add_argument("--end-to-end", action="store_true",
                         help="raw texts in, every mention found and linked (the end-to-end model)")
     parser.add_argument("--text", action="append", metavar="TEXT", help="--end-to-end: a raw text (repeatable)")
+    parser.add_argument("--mention-trie", metavar="KB.mtrie",
+                        help=f"--end-to-end: the mentions that may be marked (default: the model directory's "
+                             f"{MENTION_TRIE} when there: the KB's names, as GENRE restricts mentions)")
+    parser.add_argument("--any-span", action="store_true",
+                        help="--end-to-end: any span of source tokens may be a mention (no mention tree)")
     parser.add_argument("--top", type=int, default=3, help="entities printed per sentence (default 3)")
     parser.add_argument("--beam", type=int, help="beam size (default 10, as mGENRE; 5 with --end-to-end)")
     parser.add_argument("--langs", metavar="de,fr,...", help="only names in these KB languages may be generated")
@@ -294,8 +309,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m examples.quick
     args.beam = 10 if args.beam is None else args.beam
     args.model_dir = args.model_dir or DEFAULT_MODEL_DIR
     try:
-        if args.text:
-            raise ValueError("--text needs --end-to-end (--sentence takes a sentence with a marked mention)")
+        if args.text or args.any_span or args.mention_trie:
+            raise ValueError("--text, --any-span and --mention-trie need --end-to-end "
+                             "(--sentence takes a sentence with a marked mention)")
         if args.top < 1 or args.beam < 1:
             raise ValueError("--top and --beam must be >= 1")
         items = [Item(s, f"--sentence {i + 1}") for i, s in enumerate(args.sentence or [])]

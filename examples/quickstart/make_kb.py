@@ -52,6 +52,32 @@ def cldr_names(locales: Sequence[str]) -> Iterator[Tuple[str, str, str]]:
                 yield entity_id(kind, code), lang, name
 
 
+def cldr_words(lang: str) -> list:
+    """Ordinary words of a locale from CLDR, none of them an entity of the KB's kinds: month and day
+    names, the long names of measurement units, and the exemplar cities of time zones (cities are
+    not KB entities); split at spaces, deduplicated, sorted. Empty for a locale babel does not know.
+    make_e2e_data.py puts them around and between the names, so that a word the model has not seen
+    in a template is not taken for a mention."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        locale = Locale.parse(lang)
+    except (UnknownLocaleError, ValueError):
+        return []
+    phrases = []
+    for context in ("format", "stand-alone"):
+        phrases += list(locale.months.get(context, {}).get("wide", {}).values())
+        phrases += list(locale.days.get(context, {}).get("wide", {}).values())
+    for forms in locale.unit_display_names.values():
+        if forms.get("long"):
+            phrases.append(forms["long"])
+    for zone in locale.time_zones.values():
+        if zone.get("city"):
+            phrases.append(zone["city"])
+    return sorted({word for phrase in phrases for word in str(phrase).split()
+                   if any(c.isalpha() for c in word) and all(c.isalpha() or c in "-'’." for c in word)})
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="where to write the TSV (entity_id<TAB>lang<TAB>name)")

@@ -62,7 +62,8 @@ def strip_checkpoint(src: str, dst: str, fp16: bool) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="fairseq checkpoint (checkpoint_last.pt)")
-    parser.add_argument("--work", required=True, help="train.sh's work directory (dict.txt, spm.model, cldr.trie, cldr.names)")
+    parser.add_argument("--work", required=True, help="train.sh's work directory (dict.txt, spm.model, cldr.trie, "
+                        "cldr.names; cldr.mtrie, the mention tree, copied too when there)")
     parser.add_argument("--output", required=True, help="the model directory to write")
     parser.add_argument("--fp16", action="store_true", help="store the weights in float16")
     parser.add_argument("--info", default="{}", help="JSON object of training facts to record in MANIFEST.json")
@@ -82,6 +83,9 @@ def main(argv=None) -> int:
         tree, table = PrefixTree.load(w("cldr.trie")), NameTable.load(w("cldr.names"))
         check_prefix_tree(tree, Dictionary.load(w("dict.txt")), w("cldr.trie"), w("dict.txt"))
         check_name_table(table, tree, w("cldr.names"), w("cldr.trie"))
+        extra = [name for name in ("cldr.mtrie",) if os.path.isfile(w(name))]
+        for name in extra:  # the mention tree (train_e2e.sh): built for the same dictionary
+            check_prefix_tree(PrefixTree.load(w(name)), Dictionary.load(w("dict.txt")), w(name), w("dict.txt"))
         info = json.loads(args.info)
     except (OSError, ValueError) as e:
         print(f"pack.py: error: {e}", file=sys.stderr)
@@ -89,7 +93,7 @@ def main(argv=None) -> int:
     os.makedirs(args.output, exist_ok=True)
     model_info = strip_checkpoint(args.checkpoint, os.path.join(args.output, "model.pt"), args.fp16)
     for src, dst in (("dict.txt", "dict.source.txt"), ("dict.txt", "dict.target.txt"), ("spm.model", "spm.model"),
-                     ("cldr.trie", "cldr.trie"), ("cldr.names", "cldr.names")):
+                     ("cldr.trie", "cldr.trie"), ("cldr.names", "cldr.names"), *((n, n) for n in extra)):
         shutil.copyfile(w(src), os.path.join(args.output, dst))
     files = sorted(f for f in os.listdir(args.output) if f != "MANIFEST.json")
     manifest = {
