@@ -96,7 +96,9 @@ class MarkupTokens:
 
 
 def mention_tree(mentions: Sequence[Sequence[int]], tgt_dict) -> PrefixTree:
-    """A mention tree: each mention's token ids (as inside a sentence) followed by EOS."""
+    """A mention tree: each mention's token ids (as inside a sentence) followed by EOS. With
+    SentencePiece, leave out a lone leading "▁" piece (it is the space before the mention; see
+    docs/end_to_end.md), as ``genre-trie build --mentions`` does."""
     eos = tgt_dict.eos()
     seqs = [list(m) + [eos] for m in mentions if len(m)]
     return PrefixTree.from_sequences(seqs, dictionary_fingerprint=dictionary_fingerprint(tgt_dict))

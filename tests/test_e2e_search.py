@@ -318,7 +318,8 @@ def test_genre_trie_build_mentions_compiles_a_mention_tree(tmp_path, capsys):
     model = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "quickstart", "model")
     spm_path, dict_path = os.path.join(model, "spm.model"), os.path.join(model, "dict.target.txt")
     table = tmp_path / "kb.mentions"
-    MentionTable.build([("Berlin", "Q64", 5), ("Berlin", "Q1", 1), ("Angela Merkel", "Q567", 3)], str(table))
+    MentionTable.build([("Berlin", "Q64", 5), ("Berlin", "Q1", 1), ("Angela Merkel", "Q567", 3), ("Fanti", "Q9", 1)],
+                       str(table))
     out = tmp_path / "kb.mtrie"
     assert main(["build", "--mentions", str(table), "--sentencepiece", spm_path, "--dict", dict_path,
                  "--output", str(out), "--quiet", "--workers", "1"]) == 0
@@ -326,11 +327,23 @@ def test_genre_trie_build_mentions_compiles_a_mention_tree(tmp_path, capsys):
     d = Dictionary.load(dict_path)
     sp = sentencepiece.SentencePieceProcessor()
     sp.Load(spm_path)
-    # the mention as a sentence has it: its pieces inside "In Berlin" are the same pieces
-    expected = {tuple([d.index(p) for p in sp.encode(m, out_type=str)] + [d.eos()]) for m in ("Berlin", "Angela Merkel")}
+    # "Berlin" has no first piece with the space: SentencePiece writes a lone "▁" and the word's
+    # pieces; "Angela" starts with "▁An"
+    assert sp.encode("Berlin", out_type=str)[0] == "\u2581" and sp.encode("Angela Merkel", out_type=str)[0] != "\u2581"
+    # the mention as a sentence has it: its pieces inside "In Berlin" are the same pieces, less the
+    # lone "▁" of a split word (it belongs to the space before the mention)
+    pieces = {m: sp.encode(m, out_type=str) for m in ("Berlin", "Angela Merkel", "Fanti")}
+    expected = {tuple([d.index(p) for p in (ps[1:] if ps[0] == "\u2581" else ps)] + [d.eos()]) for ps in pieces.values()}
     assert set(tree) == expected and tree.start_token is None
-    inside = [d.index(p) for p in sp.encode("In Berlin", out_type=str)]
-    assert tuple(inside[-len(sp.encode("Berlin")):] + [d.eos()]) in expected
+    # what genre-prepare --end-to-end marks in a text (the tokens covering the gold characters) is in the tree
+    from genre_fairseq.markup import sentencepiece_tokens, snap_to_tokens
+
+    text = "Man spricht Fanti in Berlin, sagt Angela Merkel."
+    tokens = sentencepiece_tokens(sp, text)
+    for mention in ("Fanti", "Berlin", "Angela Merkel"):
+        start = text.index(mention)
+        a, b, snapped = snap_to_tokens(text, tokens, start, start + len(mention))
+        assert not snapped and tuple(d.index(t.symbol) for t in tokens[a:b]) + (d.eos(),) in set(tree), mention
     EndToEndSearch(d, PrefixTree.from_sequences([[d.eos(), 10, d.eos()]], start_token=d.eos()),
                    MarkupTokens(4, 5, 6, 7), mention_tree=tree)  # accepted: same dictionary
     assert main(["build", "--mentions", str(table), "--format", "name_lang", "--sentencepiece", spm_path,

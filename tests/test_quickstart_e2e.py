@@ -265,6 +265,9 @@ def test_pack_refuses_a_mention_tree_of_another_dictionary(tmp_path, e2e_dir, ca
         shutil.copy(os.path.join(QS, "model", src), work / dst)
     extended = Dictionary.load(os.path.join(e2e_dir, "dict.target.txt"))  # 4 symbols more than dict.txt
     mention_tree([[extended.index("\u2581Paris")]], extended).save(str(work / "cldr.mtrie"))
+    code = pack.main(["--checkpoint", str(tmp_path / "missing.pt"), "--work", str(work), "--output", str(tmp_path / "m")])
+    assert code == 2 and capsys.readouterr().err == f"pack.py: error: {tmp_path / 'missing.pt'}: file not found\n"
+    (tmp_path / "unused.pt").write_bytes(b"")
     code = pack.main(["--checkpoint", str(tmp_path / "unused.pt"), "--work", str(work), "--output", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("pack.py: error: ") and "cldr.mtrie was built for dictionary" in err
@@ -322,3 +325,94 @@ def test_shipped_samples_are_gold_documents_of_the_kb():
     for item in items:
         for start, end, entity in item.gold:
             assert entity in table.ids(item.lang, item.sentence[start:end]), (item.origin, start, end)
+
+
+# ----------------------------------------------------------------------------- the shipped end-to-end model
+
+E2E_MODEL = os.path.join(QS, "model_e2e")
+E2E_VALID = os.path.join(QS, "e2e_valid.jsonl")
+
+
+def test_shipped_e2e_model_directory_is_whole_and_consistent():
+    """model_e2e: every file as MANIFEST.json records it; both trees built for its dictionary (the
+    linking model's plus the 4 markup symbols), the entity tree from its name table."""
+    import hashlib
+
+    from fairseq.data import Dictionary
+
+    from genre_fairseq.name_table import NameTable
+    from genre_fairseq.prefix_tree import PrefixTree, dictionary_fingerprint
+
+    manifest = json.load(open(os.path.join(E2E_MODEL, "MANIFEST.json"), encoding="utf-8"))
+    assert sorted(manifest["files"]) == sorted(f for f in os.listdir(E2E_MODEL) if f != "MANIFEST.json")
+    for name, entry in manifest["files"].items():
+        data = open(os.path.join(E2E_MODEL, name), "rb").read()
+        assert len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"], name
+    target = Dictionary.load(os.path.join(E2E_MODEL, "dict.target.txt"))
+    linking = Dictionary.load(os.path.join(QS, "model", "dict.target.txt"))
+    assert target.symbols == linking.symbols + list(extend_model.MARKUP)
+    for name in ("cldr.trie", "cldr.mtrie"):
+        assert PrefixTree.load(os.path.join(E2E_MODEL, name), verify=True).dictionary_fingerprint == \
+            dictionary_fingerprint(target), name
+    with NameTable.load(os.path.join(E2E_MODEL, "cldr.names")) as table:
+        assert PrefixTree.load(os.path.join(E2E_MODEL, "cldr.trie")).name_table_fingerprint == table.fingerprint
+    assert sum(os.path.getsize(os.path.join(E2E_MODEL, f)) for f in os.listdir(E2E_MODEL)) <= 8 * 2**20
+
+
+@pytest.fixture(scope="module")
+def shipped_e2e():
+    from genre_fairseq.hub import mGENRE
+    from genre_fairseq.name_table import NameTable
+
+    return mGENRE.from_pretrained(E2E_MODEL), NameTable.load(os.path.join(E2E_MODEL, "cldr.names"))
+
+
+def test_quickstart_end_to_end_default_is_the_shipped_model_with_the_mention_tree(shipped_e2e):
+    """`python -m examples.quickstart --end-to-end` (no options): the shipped model on the samples,
+    mentions restricted to the KB's names; every printed span is model.link's with that mention tree,
+    its text is a KB name, and the gold comparison adds up."""
+    from examples.quickstart import link
+
+    model, table = shipped_e2e
+    code, out, err = run(["--end-to-end"])
+    assert code == 0, err
+    assert out.startswith(f"model: {E2E_MODEL} (") and f"mentions: the known names ({E2E_MODEL}/cldr.mtrie)" in out
+    items = link.read_documents(link.E2E_SAMPLES)
+    expected = model.link([i.sentence for i in items], trie=os.path.join(E2E_MODEL, "cldr.trie"), name_table=table,
+                          beam=5, mention_trie=os.path.join(E2E_MODEL, "cldr.mtrie"))
+    blocks = out.split("\n[")[1:]
+    assert len(blocks) == len(items)
+    names = {name for _, name in table}
+    tp = fp = fn = 0
+    for item, block, spans in zip(items, blocks, expected):
+        printed = [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in map(SPAN.match, block.splitlines()) if m]
+        assert printed == [(s["start"], s["end"], s["id"]) for s in spans]
+        assert all(item.sentence[s:e] in names for s, e, _ in printed)  # mentions are KB names
+        gold = set(item.gold)
+        tp += len(gold & set(printed))
+        fp += len(set(printed) - gold)
+        fn += len(gold - set(printed))
+    assert f"strong matching: {tp} of {tp + fn} gold spans found, {fp} wrong" in out
+    assert tp >= (tp + fn) // 2  # the shipped model finds at least half of the samples' mentions
+
+
+def test_quickstart_end_to_end_any_span(shipped_e2e):
+    """--any-span: model.link without a mention tree."""
+    model, table = shipped_e2e
+    text = "Sie spricht Deutsch und lebt in Frankreich."
+    code, out, err = run(["--end-to-end", "--any-span", "--text", text])
+    assert code == 0, err
+    assert "mentions: any span of words" in out
+    spans = model.link([text], trie=os.path.join(E2E_MODEL, "cldr.trie"), name_table=table, beam=5)[0]
+    printed = [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in map(SPAN.match, out.splitlines()) if m]
+    assert printed == [(s["start"], s["end"], s["id"]) for s in spans]
+
+
+def test_shipped_held_out_documents_are_the_recipes(tmp_path):
+    """e2e_valid.jsonl is train_e2e.sh's valid.jsonl: what make_e2e_data.py writes for the shipped KB, seed 1."""
+    import make_kb
+
+    kb = str(tmp_path / "cldr.tsv")
+    assert make_kb.main(["--output", kb]) == 0
+    assert make_e2e_data.main(["--kb", kb, "--outdir", str(tmp_path), "--seed", "1"]) == 0
+    assert (tmp_path / "valid.jsonl").read_bytes() == open(E2E_VALID, "rb").read()

@@ -250,9 +250,20 @@ def _build_mention_tree(args: argparse.Namespace) -> None:
     _say(args, stats.summary())
     if stats.encoded == 0:
         raise UsageError(f"no mention could be encoded; {args.output} not written")
+    starts = np.cumsum(lengths) - lengths
     body = np.ones(flat.size, dtype=bool)
-    body[np.cumsum(lengths) - lengths] = False  # drop each sequence's start token, keep its final EOS
-    tree = PrefixTree.from_arrays(flat[body], lengths - 1, dictionary_fingerprint=dictionary_fingerprint(dictionary))
+    body[starts] = False  # drop each sequence's start token, keep its final EOS
+    lengths = lengths - 1
+    lone = dictionary.index("\u2581") if args.sentencepiece else dictionary.unk()
+    if lone != dictionary.unk():
+        # SentencePiece splits a word it has no piece for into a lone "▁" (the space before it) and
+        # the word's pieces. Inside a text that "▁" belongs to the space, not to the mention: the
+        # markup opens after it ("▁ ▁{ F an t i ▁}", as genre-prepare --end-to-end writes targets
+        # and as character offsets say), so the mention's sequence starts after it too.
+        split = (lengths > 2) & (flat[np.minimum(starts + 1, flat.size - 1)] == lone)
+        body[starts[split] + 1] = False
+        lengths = lengths - split
+    tree = PrefixTree.from_arrays(flat[body], lengths, dictionary_fingerprint=dictionary_fingerprint(dictionary))
     tree.save(args.output)
     _say(args, f"{args.output}: mention tree of {len(tree):,} mentions, {tree.num_nodes:,} nodes, "
                f"{tree.nbytes():,} bytes of arrays")

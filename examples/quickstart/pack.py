@@ -77,9 +77,9 @@ def main(argv=None) -> int:
 
     w = lambda name: os.path.join(args.work, name)  # noqa: E731
     try:
-        for name in ("dict.txt", "spm.model", "cldr.trie", "cldr.names"):
-            if not os.path.isfile(w(name)):
-                raise FileNotFoundError(f"{w(name)}: file not found")
+        for path in (args.checkpoint, *(w(name) for name in ("dict.txt", "spm.model", "cldr.trie", "cldr.names"))):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{path}: file not found")
         tree, table = PrefixTree.load(w("cldr.trie")), NameTable.load(w("cldr.names"))
         check_prefix_tree(tree, Dictionary.load(w("dict.txt")), w("cldr.trie"), w("dict.txt"))
         check_name_table(table, tree, w("cldr.names"), w("cldr.trie"))
