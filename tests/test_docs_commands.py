@@ -36,8 +36,7 @@ SKIPPED = {
         "needs the released GENRE/mGENRE models and pickles; tests/test_convert.py converts pickles of the same "
         "formats, tests/test_hub_layouts.py loads directories of the same layouts",
     ("docs/end_to_end.md", 'PLUGIN="$(python -m genre_fairseq --user-dir)"'):
-        "needs an end-to-end model; tests/test_e2e_cli.py runs the same fairseq-interactive command on the "
-        "quickstart model with the markup symbols appended (tests/e2e_model.py)",
+        "run below on the shipped end-to-end model (test_end_to_end_block_runs_on_the_shipped_model)",
     ("docs/evaluate.md", None): "needs Mewsli-9 and the released mGENRE; tests/test_evaluate.py runs genre-evaluate "
                                 "on fixtures",
     ("docs/prepare.md", None): "needs a Wikidata dump and KILT/Mewsli data; tests/test_prepare.py runs genre-prepare "
@@ -139,3 +138,26 @@ def test_readme_names_no_repository_relative_user_dir(name):
     for block, _, commands in bash_blocks():
         if block == name:
             assert not any("--user-dir genre_fairseq" in c for c in commands), commands
+
+
+def test_end_to_end_block_runs_on_the_shipped_model(tmp_path):
+    """docs/end_to_end.md's fairseq-interactive command, as written, from a directory holding
+    ``model_dir``: links to examples/quickstart/model_e2e (kb.* for its cldr.* files)."""
+    e2e = os.path.join(ROOT, "examples", "quickstart", "model_e2e")
+    (tmp_path / "model_dir").mkdir()
+    for dst, src in (("model.pt", "model.pt"), ("dict.source.txt", "dict.source.txt"),
+                     ("dict.target.txt", "dict.target.txt"), ("spm.model", "spm.model"), ("kb.trie", "cldr.trie"),
+                     ("kb.names", "cldr.names"), ("kb.mtrie", "cldr.mtrie")):
+        os.symlink(os.path.join(e2e, src), tmp_path / "model_dir" / dst)
+    [block] = [lines for name, first, lines in bash_blocks()
+               if name == "docs/end_to_end.md" and first.startswith('PLUGIN="$(python -m genre_fairseq')]
+    proc = subprocess.run(["bash", "-c", "set -e\n" + "\n".join(block)], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    d_line = next(line for line in proc.stdout.splitlines() if line.startswith("D-0"))
+    l_lines = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("L-0")]
+    text = "Ich wohne in Deutschland und spreche Deutsch."
+    assert "{" in d_line and l_lines  # the markup and at least one linked span
+    for fields in l_lines:  # L-<id> start end score entity identifier mention
+        start, end = int(fields[1]), int(fields[2])
+        assert text[start:end] == fields[6] and " >> " in fields[5]

@@ -9,14 +9,14 @@
 # Usage: bash examples/quickstart/train_e2e.sh [WORKDIR] [MODEL_DIR]
 #   WORKDIR    scratch directory (default: a new temporary directory)
 #   MODEL_DIR  where the model directory goes (default: WORKDIR/model_e2e)
-# QS_UPDATES=N training updates (default 4000), QS_THREADS torch threads (default 1), QS_LOCALES the
+# QS_UPDATES=N training updates (default 12000, the shipped model's), QS_THREADS torch threads (default 1), QS_LOCALES the
 # CLDR locales (default all 16), QS_VALID the validation mentions (default 600). Needs babel (pip install -e ".[test]").
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 plugin="$(cd "$here/../.." && pwd)/genre_fairseq"
 work="${1:-$(mktemp -d -t genre-quickstart-e2e.XXXXXX)}"
 out="${2:-$work/model_e2e}"
-updates="${QS_UPDATES:-4000}"
+updates="${QS_UPDATES:-12000}"
 export OMP_NUM_THREADS="${QS_THREADS:-1}" PYTHONWARNINGS=ignore
 mkdir -p "$work"
 started=$(date +%s)
