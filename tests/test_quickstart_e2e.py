@@ -274,6 +274,59 @@ def test_pack_refuses_a_mention_tree_of_another_dictionary(tmp_path, e2e_dir, ca
     assert err.count("\n") == 1 and not (tmp_path / "m").exists()
 
 
+def test_outputs_that_would_replace_an_input_or_damaged_inputs_are_one_line(tmp_path, capsys):
+    """make_data/make_e2e_data --outdir, extend_model's outputs, pack's --output and damaged checkpoints:
+    one line, status 2, nothing written or replaced."""
+    import shutil
+
+    import make_data
+    import pack
+
+    kb, templates = write_inputs(tmp_path)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x\n")
+    assert make_e2e_data.main(["--kb", kb, "--templates", templates, "--outdir", str(a_file)]) == 2
+    assert make_data.main(["--kb", kb, "--templates", templates, "--outdir", str(a_file)]) == 2
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(kb, out / "train.jsonl")
+    before = (out / "train.jsonl").read_bytes()
+    assert make_e2e_data.main(["--kb", str(out / "train.jsonl"), "--templates", templates, "--outdir", str(out)]) == 2
+    assert (out / "train.jsonl").read_bytes() == before and not (out / "valid.jsonl").exists()
+    model = tmp_path / "model"
+    shutil.copytree(os.path.join(QS, "model"), model)
+    shipped = (model / "model.pt").read_bytes()
+    assert extend_model.main(["--model-dir", str(model), "--checkpoint-out", str(model / "model.pt"),
+                              "--dict-out", str(tmp_path / "d.txt")]) == 2
+    assert extend_model.main(["--model-dir", str(model), "--checkpoint-out", str(tmp_path / "c.pt"),
+                              "--dict-out", str(model / "dict.target.txt")]) == 2
+    assert (model / "model.pt").read_bytes() == shipped
+    (model / "model.pt").write_bytes(shipped[:1000])  # a damaged checkpoint
+    assert extend_model.main(["--model-dir", str(model), "--checkpoint-out", str(tmp_path / "c.pt"),
+                              "--dict-out", str(tmp_path / "d.txt")]) == 2
+    assert not (tmp_path / "c.pt").exists() and not (tmp_path / "d.txt").exists()
+    work = tmp_path / "work"
+    work.mkdir()
+    for src, dst in (("dict.target.txt", "dict.txt"), ("spm.model", "spm.model"), ("cldr.trie", "cldr.trie"),
+                     ("cldr.names", "cldr.names")):
+        shutil.copy(os.path.join(QS, "model", src), work / dst)
+    assert pack.main(["--checkpoint", str(model / "model.pt"), "--work", str(work), "--output", str(tmp_path / "m")]) == 2
+    assert not (tmp_path / "m").exists()
+    assert pack.main(["--checkpoint", os.path.join(QS, "model", "model.pt"), "--work", str(work),
+                      "--output", str(work)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 8, lines
+    assert lines[0] == lines[1].replace("make_data.py", "make_e2e_data.py") == \
+        f"make_e2e_data.py: error: --outdir {a_file}: exists and is not a directory"
+    assert f"would overwrite the input {out / 'train.jsonl'}" in lines[2]
+    assert "--checkpoint-out" in lines[3] and "is also an input" in lines[3]
+    assert "--dict-out" in lines[4] and "is also an input" in lines[4]
+    assert lines[5] == f"extend_model.py: error: {model / 'model.pt'}: not a loadable fairseq checkpoint " \
+        f"({lines[5].split('(', 1)[1]}"
+    assert lines[6].startswith(f"pack.py: error: {model / 'model.pt'}: not a loadable fairseq checkpoint")
+    assert lines[7].startswith(f"pack.py: error: --output {work}: would overwrite the input")
+
+
 def test_end_to_end_bad_documents(tmp_path, e2e_dir):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "abc", "mentions": [{"start": 2, "end": 9}]}\n', encoding="utf-8")

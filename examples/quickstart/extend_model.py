@@ -17,6 +17,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # pack.py's load_state
 MARKUP = ("\u2581{", "\u2581}", "\u2581[", "\u2581]")
 EMBEDDINGS = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight")
 
@@ -28,20 +29,20 @@ def extend(model_dir: str, checkpoint_out: str, dict_out: str, seed: int = 1, co
     of random ones: the tests' untrained start, which then does mark some mentions."""
     import torch
     from genre_fairseq.dictionary import SymbolDictionary
+    from genre_fairseq.outputs import check_output
 
-    dict_in = os.path.join(model_dir, "dict.target.txt")
+    from pack import load_state
+
+    dict_in, model_in = os.path.join(model_dir, "dict.target.txt"), os.path.join(model_dir, "model.pt")
+    check_output(checkpoint_out, "--checkpoint-out", [dict_in, model_in, dict_out])
+    check_output(dict_out, "--dict-out", [dict_in, model_in])
     old = SymbolDictionary.load(dict_in)
     n_old = len(old.symbols)
     present = [s for s in MARKUP if s in old.indices]
     if present:
         raise ValueError(f"{dict_in}: already has {' '.join(present)} (is it an end-to-end model?)")
-    with open(dict_in, encoding="utf-8") as f:
-        lines = f.read()
-    with open(dict_out, "w", encoding="utf-8") as f:
-        f.write(lines if lines.endswith("\n") else lines + "\n")
-        f.writelines(f"{s} 1\n" for s in MARKUP)
     size = n_old + len(MARKUP)
-    state = torch.load(os.path.join(model_dir, "model.pt"), map_location="cpu", weights_only=False)  # shipped file
+    state = load_state(model_in, weights_only=False)  # the shipped linking model, as before
     generator = torch.Generator().manual_seed(seed)
     new_rows = None
     for key in EMBEDDINGS:
@@ -49,7 +50,7 @@ def extend(model_dir: str, checkpoint_out: str, dict_out: str, seed: int = 1, co
         if weight is None:
             continue
         if weight.size(0) != n_old:
-            raise ValueError(f"{model_dir}/model.pt: {key} has {weight.size(0)} rows, the dictionary {n_old}")
+            raise ValueError(f"{model_in}: {key} has {weight.size(0)} rows, the dictionary {n_old}")
         if new_rows is None and copy_rows is not None:
             new_rows = weight[[old.index(s) for s in copy_rows]].float()
         elif new_rows is None:
@@ -57,6 +58,12 @@ def extend(model_dir: str, checkpoint_out: str, dict_out: str, seed: int = 1, co
             new_rows = torch.randn(len(MARKUP), dim, generator=generator) * dim ** -0.5
         state["model"][key] = torch.cat([weight.float(), new_rows], dim=0)
     state["model"] = {k: (v.float() if v.is_floating_point() else v) for k, v in state["model"].items()}
+    # written only once the checkpoint has been read and checked: a bad input leaves no output
+    with open(dict_in, encoding="utf-8") as f:
+        lines = f.read()
+    with open(dict_out, "w", encoding="utf-8") as f:
+        f.write(lines if lines.endswith("\n") else lines + "\n")
+        f.writelines(f"{s} 1\n" for s in MARKUP)
     torch.save(state, checkpoint_out)
     return size
 

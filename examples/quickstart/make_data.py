@@ -21,7 +21,7 @@ import os
 import random
 import sys
 from collections import defaultdict
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 logging.getLogger("fairseq").setLevel(logging.WARNING)  # importing the plugin imports fairseq, which logs
 from genre_fairseq.identifiers import format_identifier  # noqa: E402
@@ -112,9 +112,15 @@ def read_kb(path: str) -> List[Tuple[str, str, str]]:
     return rows
 
 
-def load_inputs(kb_path: str, templates_path: str):
+def load_inputs(kb_path: str, templates_path: str, outdir: Optional[str] = None, outputs: Sequence[str] = ()):
     """The KB rows and the templates, checked: every (lang, type) of the KB needs at least 2 templates
-    (the last one is held out for validation). Raises OSError or ValueError with the file's name."""
+    (the last one is held out for validation). With ``outdir``, first checks that the ``outputs``
+    can be written there without replacing an input (genre_fairseq.outputs). Raises OSError or
+    ValueError with the file's name."""
+    if outdir is not None:
+        from genre_fairseq.outputs import check_output_dir
+
+        check_output_dir(outdir, "--outdir", [kb_path, templates_path], files=outputs)
     templates = read_templates(templates_path)
     kb = read_kb(kb_path)
     for entity, lang, _ in kb:
@@ -148,7 +154,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     try:
-        kb, templates = load_inputs(args.kb, args.templates)
+        kb, templates = load_inputs(args.kb, args.templates, args.outdir,
+                                    [f"{part}.{ext}" for part in ("train", "valid") for ext in ("source", "target", "ids")])
     except (OSError, ValueError) as e:
         print(f"make_data.py: error: {e}", file=sys.stderr)
         return 2

@@ -174,15 +174,15 @@ def main(argv=None) -> int:
         print("make_e2e_data.py: error: --zero must be in [0, 1), --insert in [0, 1], --per-name and --valid "
               "at least 1", file=sys.stderr)
         return 2
+    if min(args.mix, args.noise) < 0 or args.mix + args.noise > 1:
+        print("make_e2e_data.py: error: --mix and --noise must be >= 0 and sum to at most 1", file=sys.stderr)
+        return 2
     try:
-        kb, templates = load_inputs(args.kb, args.templates)
+        kb, templates = load_inputs(args.kb, args.templates, args.outdir, ["train.jsonl", "valid.jsonl"])
     except (OSError, ValueError) as e:
         print(f"make_e2e_data.py: error: {e}", file=sys.stderr)
         return 2
     rng = random.Random(args.seed)
-    if min(args.mix, args.noise) < 0 or args.mix + args.noise > 1:
-        print("make_e2e_data.py: error: --mix and --noise must be >= 0 and sum to at most 1", file=sys.stderr)
-        return 2
     train = documents(kb, templates, False, args.per_name, 0, args.zero, rng, "train-",
                       (0.0, 0.0, args.mix, args.noise), args.insert, not args.no_cldr_words)
     valid = documents(kb, templates, True, 0, args.valid, args.zero, random.Random(args.seed + 1), "valid-")

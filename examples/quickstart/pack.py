@@ -27,13 +27,29 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def strip_checkpoint(src: str, dst: str, fp16: bool) -> dict:
-    """Write the decoding-only checkpoint; return a summary (updates, parameters, architecture)."""
+def load_state(path: str, weights_only: bool = True) -> dict:
+    """A fairseq checkpoint's state (on CPU); ``ValueError`` in one line for a file that is not one.
+    ``weights_only=False`` unpickles any object: only for files this project ships."""
+    import pickle
+
     import torch
 
     import genre_fairseq  # noqa: F401  (allow-lists the classes of fairseq checkpoints for torch.load)
 
-    state = torch.load(src, map_location="cpu")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except (RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{path}: not a loadable fairseq checkpoint ({first})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"{path}: not a loadable fairseq checkpoint (no model state)")
+    return state
+
+
+def strip_checkpoint(state: dict, dst: str, fp16: bool) -> dict:
+    """Write the decoding-only checkpoint of ``state``; return a summary (updates, parameters, architecture)."""
+    import torch
+
     # Shared embeddings appear under several keys as one tensor; convert each tensor once so that
     # torch.save still stores it once.
     converted, model = {}, {}
@@ -72,6 +88,7 @@ def main(argv=None) -> int:
     from fairseq.data import Dictionary
 
     from genre_fairseq.name_table import NameTable
+    from genre_fairseq.outputs import check_output_dir
     from genre_fairseq.prefix_tree import PrefixTree
     from genre_fairseq.task import check_name_table, check_prefix_tree
 
@@ -81,19 +98,24 @@ def main(argv=None) -> int:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{path}: file not found")
         tree, table = PrefixTree.load(w("cldr.trie")), NameTable.load(w("cldr.names"))
-        check_prefix_tree(tree, Dictionary.load(w("dict.txt")), w("cldr.trie"), w("dict.txt"))
+        dictionary = Dictionary.load(w("dict.txt"))
+        check_prefix_tree(tree, dictionary, w("cldr.trie"), w("dict.txt"))
         check_name_table(table, tree, w("cldr.names"), w("cldr.trie"))
         extra = [name for name in ("cldr.mtrie",) if os.path.isfile(w(name))]
         for name in extra:  # the mention tree (train_e2e.sh): built for the same dictionary
-            check_prefix_tree(PrefixTree.load(w(name)), Dictionary.load(w("dict.txt")), w(name), w("dict.txt"))
+            check_prefix_tree(PrefixTree.load(w(name)), dictionary, w(name), w("dict.txt"))
+        copies = [("dict.txt", "dict.source.txt"), ("dict.txt", "dict.target.txt"), ("spm.model", "spm.model"),
+                  ("cldr.trie", "cldr.trie"), ("cldr.names", "cldr.names"), *((n, n) for n in extra)]
+        check_output_dir(args.output, "--output", [args.checkpoint, *(w(src) for src, _ in copies)],
+                         files=["model.pt", "MANIFEST.json", *(dst for _, dst in copies)])
         info = json.loads(args.info)
+        state = load_state(args.checkpoint)
     except (OSError, ValueError) as e:
         print(f"pack.py: error: {e}", file=sys.stderr)
         return 2
     os.makedirs(args.output, exist_ok=True)
-    model_info = strip_checkpoint(args.checkpoint, os.path.join(args.output, "model.pt"), args.fp16)
-    for src, dst in (("dict.txt", "dict.source.txt"), ("dict.txt", "dict.target.txt"), ("spm.model", "spm.model"),
-                     ("cldr.trie", "cldr.trie"), ("cldr.names", "cldr.names"), *((n, n) for n in extra)):
+    model_info = strip_checkpoint(state, os.path.join(args.output, "model.pt"), args.fp16)
+    for src, dst in copies:
         shutil.copyfile(w(src), os.path.join(args.output, dst))
     files = sorted(f for f in os.listdir(args.output) if f != "MANIFEST.json")
     manifest = {
