@@ -235,6 +235,11 @@ def test_end_to_end_bad_options_are_one_line(argv, message):
 def test_file_that_is_a_directory_is_one_line(tmp_path, mode):
     code, out, err = run([*mode, "--file", str(tmp_path)])
     assert code == 2 and out == "" and err == f"quickstart: error: {tmp_path}: is a directory, not a file\n"
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe not text\n")
+    code, out, err = run([*mode, "--file", str(binary)])
+    assert code == 2 and out == "" and err.startswith(f"quickstart: error: {binary}: not UTF-8 text (")
+    assert err.count("\n") == 1
 
 
 def test_kb_line_with_wrong_columns_names_file_and_line(tmp_path, capsys):

@@ -69,8 +69,9 @@ def read_documents(path: str) -> List[Item]:
     """Texts for --end-to-end: anchors JSON lines (``.jsonl``, gold spans kept) or one text a line."""
     require_file(path)
     if not path.endswith(".jsonl"):
-        items = [Item(line.rstrip("\n"), f"{path}:{n}") for n, line in enumerate(open(path, encoding="utf-8"), 1)
-                 if line.strip() and not line.startswith("#")]
+        with open(path, encoding="utf-8") as f:
+            items = [Item(line.rstrip("\n"), f"{path}:{n}") for n, line in enumerate(f, 1)
+                     if line.strip() and not line.startswith("#")]
     else:
         from genre_fairseq.datasets import DatasetError, iter_json_lines
 
@@ -91,6 +92,21 @@ def read_documents(path: str) -> List[Item]:
     if not items:
         raise ValueError(f"{path}: no texts")
     return items
+
+
+def gather(texts: Optional[List[str]], option: str, path: Optional[str], read, samples: str) -> List[Item]:
+    """The texts given with ``option`` (repeatable), then those ``read`` from ``path``; the ``samples``
+    file when neither is given."""
+    def read_utf8(name: str) -> List[Item]:
+        try:
+            return read(name)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start} of a line)") from None
+
+    items = [Item(text, f"{option} {i + 1}") for i, text in enumerate(texts or [])]
+    if path:
+        items += read_utf8(path)
+    return items or read_utf8(samples)
 
 
 def space_markers(sentence: str) -> str:
@@ -238,11 +254,7 @@ def end_to_end(args, started: float) -> int:
             raise ValueError("--beam must be >= 1")
         if args.any_span and args.mention_trie:
             raise ValueError("--any-span and --mention-trie exclude each other")
-        items = [Item(t, f"--text {i + 1}") for i, t in enumerate(args.text or [])]
-        if args.file:
-            items += read_documents(args.file)
-        if not items:
-            items = read_documents(E2E_SAMPLES)
+        items = gather(args.text, "--text", args.file, read_documents, E2E_SAMPLES)
         model_dir = args.model_dir or DEFAULT_E2E_DIR
         mention_trie = args.mention_trie or os.path.join(model_dir, MENTION_TRIE)
         if args.mention_trie:
@@ -314,11 +326,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m examples.quick
                              "(--sentence takes a sentence with a marked mention)")
         if args.top < 1 or args.beam < 1:
             raise ValueError("--top and --beam must be >= 1")
-        items = [Item(s, f"--sentence {i + 1}") for i, s in enumerate(args.sentence or [])]
-        if args.file:
-            items += read_items(args.file)
-        if not items:
-            items = read_items(SAMPLES)
+        items = gather(args.sentence, "--sentence", args.file, read_items, SAMPLES)
         items = check_items(items)
         langs = [x.strip() for x in (args.langs or "").split(",") if x.strip()]
         if args.langs is not None and not langs:
