@@ -96,11 +96,14 @@ class MarkupTokens:
 
 
 def mention_tree(mentions: Sequence[Sequence[int]], tgt_dict) -> PrefixTree:
-    """A mention tree: each mention's token ids (as inside a sentence) followed by EOS. With
-    SentencePiece, leave out a lone leading "▁" piece (it is the space before the mention; see
-    docs/end_to_end.md), as ``genre-trie build --mentions`` does."""
+    """A mention tree: each mention's token ids (as inside a sentence) followed by EOS. A lone
+    leading SentencePiece "▁" (a mention encoded alone, as ``sp.encode("Berlin")`` gives
+    ``▁ B er l in``) is left out: inside a text it is the space before the mention, and the markup
+    opens after it (docs/end_to_end.md). ``genre-trie build --mentions`` applies the same rule."""
     eos = tgt_dict.eos()
-    seqs = [list(m) + [eos] for m in mentions if len(m)]
+    lone = tgt_dict.index("\u2581")
+    strip = lone != tgt_dict.unk()
+    seqs = [list(m[1:] if strip and len(m) > 1 and m[0] == lone else m) + [eos] for m in mentions if len(m)]
     return PrefixTree.from_sequences(seqs, dictionary_fingerprint=dictionary_fingerprint(tgt_dict))
 
 

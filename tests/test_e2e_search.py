@@ -335,6 +335,9 @@ def test_genre_trie_build_mentions_compiles_a_mention_tree(tmp_path, capsys):
     pieces = {m: sp.encode(m, out_type=str) for m in ("Berlin", "Angela Merkel", "Fanti")}
     expected = {tuple([d.index(p) for p in (ps[1:] if ps[0] == "\u2581" else ps)] + [d.eos()]) for ps in pieces.values()}
     assert set(tree) == expected and tree.start_token is None
+    # the Python helper applies the same rule to the mentions encoded alone
+    alone = [[d.index(p) for p in ps] for ps in pieces.values()]
+    assert set(mention_tree(alone, d)) == expected
     # what genre-prepare --end-to-end marks in a text (the tokens covering the gold characters) is in the tree
     from genre_fairseq.markup import sentencepiece_tokens, snap_to_tokens
 

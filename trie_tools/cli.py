@@ -259,7 +259,8 @@ def _build_mention_tree(args: argparse.Namespace) -> None:
         # SentencePiece splits a word it has no piece for into a lone "▁" (the space before it) and
         # the word's pieces. Inside a text that "▁" belongs to the space, not to the mention: the
         # markup opens after it ("▁ ▁{ F an t i ▁}", as genre-prepare --end-to-end writes targets
-        # and as character offsets say), so the mention's sequence starts after it too.
+        # and as character offsets say), so the mention's sequence starts after it too (the rule of
+        # genre_fairseq.e2e_search.mention_tree, here on the arrays of a whole mention table).
         split = (lengths > 2) & (flat[np.minimum(starts + 1, flat.size - 1)] == lone)
         body[starts[split] + 1] = False
         lengths = lengths - split
