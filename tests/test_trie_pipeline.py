@@ -189,9 +189,15 @@ def test_canonical_collisions_get_the_language(tmp_path):
 
 def test_malformed_wikidata_lines_are_counted_or_fatal(tmp_path, capsys):
     bad = os.path.join(FIXTURES, "wikidata-malformed.json")
-    assert run("names", "--wikidata", bad, "--output", tmp_path / "m.names") == 0
+    assert run("names", "--wikidata", bad, "--output", tmp_path / "m.names", "--sources", "titles,labels") == 0
     out = capsys.readouterr().out
     assert "malformed=4" in out and "wikidata-malformed.json:3 (bad JSON" in out
+    assert "wikidata-malformed.json:8 (unexpected structure in Q1" in out
+    # The titles alone do not read the labels: line 8's broken labels are not looked at (it is valid
+    # JSON, an item without sitelinks); every line is still checked to be JSON.
+    assert run("names", "--wikidata", bad, "--output", tmp_path / "t.names") == 0
+    out = capsys.readouterr().out
+    assert "malformed=3" in out and "empty=2" in out and "wikidata-malformed.json:8" not in out
     assert run("names", "--wikidata", bad, "--output", tmp_path / "s.names", "--strict") == 2
     err = capsys.readouterr().err  # progress bars, then one error line
     last = err.strip().splitlines()[-1]

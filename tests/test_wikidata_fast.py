@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import tempfile
 
 import pytest
 
@@ -224,14 +225,104 @@ def test_a_dump_reads_the_same_with_and_without_the_fast_path(tmp_path, monkeypa
     assert fast_stats == full_stats and fast_stats.malformed > 20 and fast_stats.kept > 100
 
 
+SUBSETS = [frozenset(f for bit, f in enumerate(wikidata.FIELDS) if mask >> bit & 1) for mask in range(8)]
+
+
+def _projected(result, fields):
+    """A full-fields verdict as it reads with only `fields` built: the others empty, then maybe no name left."""
+    outcome, payload = result
+    if outcome != wikidata._KEPT:
+        return outcome, payload
+    entity = payload._replace(**{f: {} for f in wikidata.FIELDS if f not in fields})
+    if not (entity.sitelinks or entity.labels or entity.aliases):
+        return wikidata._EMPTY, None
+    return outcome, entity
+
+
+@pytest.mark.parametrize("fields", SUBSETS, ids=lambda f: "+".join(sorted(f)) or "none")
+def test_fields_not_asked_for_are_left_empty_on_both_paths(fields):
+    kept = 0
+    for line in ITEMS:
+        fast = wikidata._parse_line(line, WIKIMEDIA_INTERNAL_CLASSES, None, fields)
+        full = _reference_fields(line, fields)
+        assert _comparable(fast) == _comparable(full), line[:300]
+        assert _comparable(fast) == _comparable(_projected(_reference(line), fields)), line[:300]
+        kept += fast[0] == wikidata._KEPT
+    assert (kept > 50) == bool(fields)
+
+
+def _reference_fields(line, fields):
+    line = line.strip().rstrip(b",")
+    return wikidata._parse_full(line, WIKIMEDIA_INTERNAL_CLASSES, None, fields)
+
+
+def test_a_field_not_asked_for_is_checked_as_json_only(tmp_path):
+    broken_labels = b'{"type":"item","id":"Q1","labels":{"en":"not an object"},"sitelinks":{"enwiki":{"title":"T"}}}'
+    bad_json = b'{"type":"item","id":"Q2","labels":{"en":{"value":"x"},"sitelinks":{}}'
+    for parse in (wikidata._parse_line, lambda line, *a: _reference_fields(line, a[-1])):
+        outcome, entity = parse(broken_labels, WIKIMEDIA_INTERNAL_CLASSES, None, frozenset({"sitelinks"}))
+        assert outcome == wikidata._KEPT and entity.sitelinks == {"en": "T"} and entity.labels == {}
+        outcome, why = parse(broken_labels, WIKIMEDIA_INTERNAL_CLASSES, None, frozenset({"sitelinks", "labels"}))
+        assert outcome == wikidata._MALFORMED and "unexpected structure in Q1" in why
+        outcome, why = parse(bad_json, WIKIMEDIA_INTERNAL_CLASSES, None, frozenset({"sitelinks"}))
+        assert outcome == wikidata._MALFORMED and why.startswith("bad JSON")
+    path = tmp_path / "dump.json"
+    path.write_bytes(b"[\n" + b",\n".join(ITEMS) + b"\n]\n")
+    for fields in SUBSETS:
+        stats = WikidataStats()
+        got = [_comparable((0, e)) for e in iter_entities(path, stats=stats, fields=fields)]
+        want = [_projected(_reference(line), fields) for line in ITEMS]
+        assert got == [_comparable(r) for r in want if r[0] == wikidata._KEPT]
+        assert stats.empty == sum(r[0] == wikidata._EMPTY for r in want)
+        assert stats.read == len(ITEMS)
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['titles'\]"):
+        list(iter_entities(path, fields=["sitelinks", "titles"]))
+
+
+def test_two_ranges_cut_anywhere_hold_each_line_once():
+    lines = [b"[", ITEMS[2], b"{bad", b"", ITEMS[4], b'{"id":5}', b"]"]
+    data = b"\n".join(lines)  # no newline at the end
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "dump.json")
+        with open(path, "wb") as f:
+            f.write(data)
+        whole = wikidata._parse_range(path, 0, len(data), WIKIMEDIA_INTERNAL_CLASSES, None)
+        assert whole[0] == len(lines) - 1 and [(o, i) for o, i, _ in whole[1]] == [
+            (wikidata._KEPT, 1), (wikidata._MALFORMED, 2), (wikidata._KEPT, 4), (wikidata._MALFORMED, 5)]
+        for cut in range(len(data) + 1):
+            for block_bytes in (1, 5, 1 << 18):
+                head = wikidata._parse_range(path, 0, cut, WIKIMEDIA_INTERNAL_CLASSES, None, block_bytes=block_bytes)
+                tail = wikidata._parse_range(path, cut, len(data), WIKIMEDIA_INTERNAL_CLASSES, None,
+                                             block_bytes=block_bytes)
+                joined = [(o, i, _comparable((o, p))) for o, i, p in head[1]] + [
+                    (o, head[0] + i, _comparable((o, p))) for o, i, p in tail[1]]
+                assert head[0] + tail[0] == whole[0], cut
+                assert joined == [(o, i, _comparable((o, p))) for o, i, p in whole[1]], cut
+
+
+@pytest.mark.parametrize("range_bytes", [300, 1500, 1 << 22])
+@pytest.mark.parametrize("block_bytes", [1, 1 << 18])
+def test_workers_ranges_of_any_size_give_the_same_records_and_line_numbers(tmp_path, monkeypatch,
+                                                                           range_bytes, block_bytes):
+    lines = ITEMS[:40] + [b"{bad", b"", b'{"id":5}', ITEMS[41], b"[1]"]
+    path = tmp_path / "dump.json"
+    path.write_bytes(b"[\n" + b",\n".join(lines) + b"\n]")  # no newline at the end
+    serial = WikidataStats()
+    expected = _records(path, stats=serial)
+    monkeypatch.setattr(wikidata, "RANGE_BYTES", range_bytes)
+    parallel = WikidataStats()
+    assert _records(path, stats=parallel, workers=2, block_bytes=block_bytes) == expected
+    assert parallel == serial and [line for line, _ in parallel.examples] == [42, 44, 46]
+
+
 def _dump(tmp_path, name="dump.json"):
     path = tmp_path / name
     path.write_bytes(b"[\n" + b",\n".join(ITEMS) + b"\n]\n")
     return path
 
 
-def _records(path, **kwargs):
-    stats = WikidataStats()
+def _records(path, stats=None, **kwargs):
+    stats = WikidataStats() if stats is None else stats
     return [_comparable((0, e)) for e in iter_entities(path, stats=stats, **kwargs)], stats.counts()
 
 

@@ -152,47 +152,61 @@ def wikidata_names(
     stats = stats if stats is not None else NamesStats()
     redirects = redirects or {}
     want = frozenset(sources)
-    for entity in iter_entities(dump, langs=langs, classes=classes, workers=workers, strict=strict,
-                                stats=dump_stats):
-        stats.entities += 1
-        qid = entity.id
-        # A damaged id cannot be stored (the table refuses control characters): skip the item, counted.
-        why = _usable(qid, "entity id")
-        if why is not None:
-            stats.skip(qid, "", "", why, strict)
-            stats.no_names += 1
-            continue
-        found: List[Tuple[str, str, str, bool]] = []  # source, lang, name, primary
-        for lang, title in entity.sitelinks.items():
-            found.append(("titles", lang, title, True))
-            for redirect in redirects.get(lang, {}).get(title, ()):
-                found.append(("redirects", lang, redirect, False))
-        for lang, label in entity.labels.items():
-            found.append(("labels", lang, label, lang not in entity.sitelinks))
-        for lang, values in entity.aliases.items():
-            for alias in values:
-                found.append(("aliases", lang, alias, False))
-        written = 0
-        for source, lang, name, primary in found:
-            why = _usable(name) or text_problem(lang, "language code")
+    # Only the fields a source or the mention table uses are decoded (the reader skips the rest);
+    # sitelinks always: they decide which labels are primary and give the sitelink counts.
+    every = mentions is not None
+    fields = ["sitelinks"] + [f for f in ("labels", "aliases") if every or f in want]
+    titles_wanted, redirects_wanted = "titles" in want, "redirects" in want
+    counts = dict.fromkeys(SOURCES, 0)
+    try:
+        for entity in iter_entities(dump, langs=langs, classes=classes, fields=fields, workers=workers,
+                                    strict=strict, stats=dump_stats):
+            stats.entities += 1
+            qid = entity.id
+            # A damaged id cannot be stored (the table refuses control characters): skip the item, counted.
+            why = _usable(qid, "entity id")
             if why is not None:
-                if source in want:
-                    stats.skip(qid, lang, name, f"{source}: {why}", strict)
+                stats.skip(qid, "", "", why, strict)
+                stats.no_names += 1
                 continue
-            name = name.strip()
-            if mentions is not None:
-                mentions.append((name, qid))
-            if source in want:
-                stats.by_source[source] += 1
-                written += 1
-                yield qid, lang, name, primary
-        stats.names += written
-        if written:
-            stats.kept += 1
-            if sitelinks is not None and entity.sitelinks:
-                sitelinks[qid] = len(entity.sitelinks)
-        else:
-            stats.no_names += 1
+            found: List[Tuple[str, str, str, bool]] = []  # source, lang, name, primary
+            links = entity.sitelinks
+            for lang, title in links.items():
+                if every or titles_wanted:
+                    found.append(("titles", lang, title, True))
+                if redirects and (every or redirects_wanted):
+                    for redirect in redirects.get(lang, {}).get(title, ()):
+                        found.append(("redirects", lang, redirect, False))
+            for lang, label in entity.labels.items():
+                found.append(("labels", lang, label, lang not in links))
+            for lang, values in entity.aliases.items():
+                for alias in values:
+                    found.append(("aliases", lang, alias, False))
+            written = 0
+            for source, lang, name, primary in found:
+                why = _usable(name) or text_problem(lang, "language code")
+                if why is not None:
+                    if source in want:
+                        stats.skip(qid, lang, name, f"{source}: {why}", strict)
+                    continue
+                name = name.strip()
+                if every:
+                    mentions.append((name, qid))
+                if source in want:
+                    counts[source] += 1
+                    written += 1
+                    yield qid, lang, name, primary
+            stats.names += written
+            if written:
+                stats.kept += 1
+                if sitelinks is not None and links:
+                    sitelinks[qid] = len(links)
+            else:
+                stats.no_names += 1
+    finally:
+        for source, count in counts.items():
+            if count:
+                stats.by_source[source] += count
 
 
 def tsv_names(

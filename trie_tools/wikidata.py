@@ -11,6 +11,10 @@ skipped and counted. Malformed lines (bad JSON, a missing id, a control characte
 are counted and reported with their line numbers; with
 ``strict=True`` the first one raises ``InputError`` (a ``ValueError``) naming file and line.
 
+``fields`` names the name fields to build (default all three: ``sitelinks``, ``labels``,
+``aliases``); the others are left empty in the records and are only checked to be JSON, never
+decoded into strings and dicts. An item is ``empty`` when the requested fields hold no name.
+
 ``workers=N`` parses blocks of lines in N processes; records, order and counts are the same as
 with one. It pays only when JSON decoding, not decompression or the consumer, is the bottleneck.
 """
@@ -57,7 +61,7 @@ try:  # decodes only the fields kept (see _classify_item): 3-5x faster than orjs
 except ImportError:  # pragma: no cover - msgspec is an install requirement
     _msgspec = None
 
-__all__ = ["WIKIMEDIA_INTERNAL_CLASSES", "NON_WIKIPEDIA_SITES", "InputError", "WikidataEntity", "WikidataStats",
+__all__ = ["FIELDS", "WIKIMEDIA_INTERNAL_CLASSES", "NON_WIKIPEDIA_SITES", "InputError", "WikidataEntity", "WikidataStats",
            "iter_entities", "wikipedia_language"]
 
 logger = logging.getLogger(__name__)
@@ -99,6 +103,10 @@ NON_WIKIPEDIA_SITES: frozenset[str] = frozenset(
 # ("zh_yue", "be_x_old", "zh_min_nan"), or "simple"; then "wiki". Sister projects end in
 # "wikiquote", "wikisource", "wiktionary", ... and never match.
 _WIKIPEDIA_SITE = re.compile(r"([a-z]{2,3}(?:_[a-z0-9]+)*|simple)wiki\Z")
+
+# The name fields of an item that a record can carry (``iter_entities(fields=...)``).
+FIELDS = ("sitelinks", "labels", "aliases")
+_ALL_FIELDS = frozenset(FIELDS)
 
 # Small enough for a block and its lines to stay in the CPU's cache (1.5x faster than 4 MiB)
 DEFAULT_BLOCK_BYTES = 1 << 18
@@ -157,11 +165,11 @@ def _is_internal(claims: Dict[str, Any], classes: frozenset) -> bool:
     return False
 
 
-def _names(obj: Dict[str, Any], langs: Optional[frozenset]) -> WikidataEntity:
-    """The record of an item: Wikipedia sitelinks, labels and aliases, in `langs` if given."""
+def _names(obj: Dict[str, Any], langs: Optional[frozenset], fields: frozenset = _ALL_FIELDS) -> WikidataEntity:
+    """The record of an item: Wikipedia sitelinks, labels and aliases (those in `fields`), in `langs` if given."""
     # Written with comprehensions and few calls: after json.loads this is the hot path.
     sitelinks: Dict[str, str] = {}
-    links = obj.get("sitelinks")
+    links = obj.get("sitelinks") if "sitelinks" in fields else None
     if links:  # an empty map can be serialized as [] (PHP arrays)
         cache = _site_language
         for site, link in links.items():
@@ -170,14 +178,14 @@ def _names(obj: Dict[str, Any], langs: Optional[frozenset]) -> WikidataEntity:
                 lang = cache[site] = wikipedia_language(site)
             if lang is not None and (langs is None or lang in langs):
                 sitelinks[lang] = link["title"]
-    entries = obj.get("labels")
+    entries = obj.get("labels") if "labels" in fields else None
     if not entries:
         labels: Dict[str, str] = {}
     elif langs is None:
         labels = {lang: label["value"] for lang, label in entries.items()}
     else:
         labels = {lang: label["value"] for lang, label in entries.items() if lang in langs}
-    entries = obj.get("aliases")
+    entries = obj.get("aliases") if "aliases" in fields else None
     if not entries:
         aliases: Dict[str, List[str]] = {}
     else:
@@ -217,15 +225,23 @@ if _msgspec is not None:
     class _Sitelink(_msgspec.Struct, gc=False):
         title: str
 
-    class _Item(_msgspec.Struct, gc=False):
-        id: Any = None
-        type: Any = "item"
-        labels: Union[Dict[str, _Term], List[Any]] = _UNSET
-        aliases: Union[Dict[str, List[_Term]], List[Any]] = _UNSET
-        claims: Union[_Claims, List[Any]] = _UNSET
-        sitelinks: Union[Dict[str, _Sitelink], List[Any]] = _UNSET
+    _FIELD_TYPES = {
+        "sitelinks": Union[Dict[str, _Sitelink], List[Any]],
+        "labels": Union[Dict[str, _Term], List[Any]],
+        "aliases": Union[Dict[str, List[_Term]], List[Any]],
+    }
 
-    _decode_item = _msgspec.json.Decoder(_Item).decode
+    def _item_decoder(fields: frozenset):
+        """A decoder of a line into an item struct of id, type, claims and the name `fields` (the rest skipped)."""
+        spec = [("id", Any, None), ("type", Any, "item"), ("claims", Union[_Claims, List[Any]], _UNSET)]
+        spec += [(name, _FIELD_TYPES[name], _UNSET) for name in FIELDS if name in fields]
+        return _msgspec.json.Decoder(_msgspec.defstruct("_Item", spec, gc=False)).decode
+
+    # One decoder per subset of FIELDS (8): a field not asked for is skipped like the descriptions.
+    _DECODERS = {frozenset(name for bit, name in enumerate(FIELDS) if mask >> bit & 1): None for mask in range(8)}
+    for _fields in _DECODERS:
+        _DECODERS[_fields] = _item_decoder(_fields)
+    _decode_item = _DECODERS[_ALL_FIELDS]  # None: no fast path (the benchmark's "full parse" variants)
     _msgpack_encode = _msgspec.msgpack.Encoder().encode
     _msgpack_decode = _msgspec.msgpack.Decoder().decode
     _value = operator.attrgetter("value")
@@ -233,8 +249,14 @@ else:  # pragma: no cover - msgspec is an install requirement
     _decode_item = None
 
 
-def _classify_item(item: Any, classes: frozenset, langs: Optional[frozenset]) -> Optional[Tuple[int, Any]]:
-    """:func:`_parse_full`'s verdict on a line msgspec decoded as ``_Item``, or None to ask it."""
+def _decoder(fields: frozenset):
+    """The fast-path decoder of lines for `fields`, or None when the fast path is off."""
+    return None if _decode_item is None else _DECODERS[fields]
+
+
+def _classify_item(item: Any, classes: frozenset, langs: Optional[frozenset],
+                   fields: frozenset = _ALL_FIELDS) -> Optional[Tuple[int, Any]]:
+    """:func:`_parse_full`'s verdict on a line msgspec decoded as an item struct, or None to ask it."""
     entity_id = item.id
     if not isinstance(entity_id, str) or not entity_id:
         return _MALFORMED, "missing id"
@@ -243,7 +265,10 @@ def _classify_item(item: Any, classes: frozenset, langs: Optional[frozenset]) ->
         return _MALFORMED, f"entity id {entity_id!r} contains the control character U+{ord(control.group()):04X}"
     if item.type != "item" or not entity_id.startswith("Q"):
         return _NON_ITEM, None
-    claims, links, labels, aliases = item.claims, item.sitelinks, item.labels, item.aliases
+    claims = item.claims
+    links = item.sitelinks if "sitelinks" in fields else None
+    labels = item.labels if "labels" in fields else None
+    aliases = item.aliases if "aliases" in fields else None
     if ((claims.__class__ is list and claims) or (links.__class__ is list and links)
             or (labels.__class__ is list and labels) or (aliases.__class__ is list and aliases)):
         return None  # the full parse reports these as unexpected structure
@@ -287,28 +312,31 @@ def _classify_item(item: Any, classes: frozenset, langs: Optional[frozenset]) ->
     return _KEPT, WikidataEntity(entity_id, sitelinks, labels, aliases)
 
 
-def _parse_line(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> Tuple[int, Any]:
+def _parse_line(line: bytes, classes: frozenset, langs: Optional[frozenset],
+                fields: frozenset = _ALL_FIELDS) -> Tuple[int, Any]:
     """Classify one dump line; the payload is the entity if kept, the reason if malformed."""
     line = line.strip()
     if line.endswith(b","):
         line = line[:-1]
     if not line or line == b"[" or line == b"]":
         return _SKIP, None
-    if _decode_item is not None:
+    decode = _decoder(fields)
+    if decode is not None:
         try:
             if not line.isascii():  # msgspec does not check the UTF-8 of the strings it skips
                 line.decode("utf-8")
-            item = _decode_item(line)
+            item = decode(line)
         except (UnicodeDecodeError, _msgspec.DecodeError):  # also ValidationError: a shape not taken here
             pass
         else:
-            result = _classify_item(item, classes, langs)
+            result = _classify_item(item, classes, langs, fields)
             if result is not None:
                 return result
-    return _parse_full(line, classes, langs)
+    return _parse_full(line, classes, langs, fields)
 
 
-def _parse_full(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> Tuple[int, Any]:
+def _parse_full(line: bytes, classes: frozenset, langs: Optional[frozenset],
+                fields: frozenset = _ALL_FIELDS) -> Tuple[int, Any]:
     """:func:`_parse_line` on the whole parsed line: the reference, and the verdict on every unusual line."""
     try:
         obj = _fast_loads(line)
@@ -333,7 +361,7 @@ def _parse_full(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> 
         claims = obj.get("claims")
         if claims and classes and _is_internal(claims, classes):
             return _FILTERED, None
-        entity = _names(obj, langs)
+        entity = _names(obj, langs, fields)
     except (AttributeError, TypeError, KeyError) as err:
         return _MALFORMED, f"unexpected structure in {entity_id}: {err!r}"
     if not (entity.sitelinks or entity.labels or entity.aliases):
@@ -343,26 +371,29 @@ def _parse_full(line: bytes, classes: frozenset, langs: Optional[frozenset]) -> 
     return _KEPT, entity
 
 
-def _parse_object(view: memoryview, valid_utf8: bool, classes: frozenset, langs: Optional[frozenset]) -> Tuple[int, Any]:
+def _parse_object(view: memoryview, valid_utf8: bool, decode, classes: frozenset, langs: Optional[frozenset],
+                  fields: frozenset) -> Tuple[int, Any]:
     """:func:`_parse_line` of a line that is one ``{...}`` (no whitespace or comma around), unsliced."""
     try:
         if not valid_utf8:  # msgspec does not check the UTF-8 of the strings it skips
             codecs.utf_8_decode(view, "strict", True)
-        item = _decode_item(view)
+        item = decode(view)
     except (UnicodeDecodeError, _msgspec.DecodeError):  # also ValidationError: a shape not taken here
         item = None
     if item is not None:
-        result = _classify_item(item, classes, langs)
+        result = _classify_item(item, classes, langs, fields)
         if result is not None:
             return result
-    return _parse_full(bytes(view), classes, langs)
+    return _parse_full(bytes(view), classes, langs, fields)
 
 
-def _parse_block(block: bytes, classes: frozenset, langs: Optional[frozenset]) -> Tuple[int, List[Tuple[int, int, Any]]]:
+def _parse_block(block: bytes, classes: frozenset, langs: Optional[frozenset],
+                 fields: frozenset = _ALL_FIELDS) -> Tuple[int, List[Tuple[int, int, Any]]]:
     """Parse a block of whole lines: its number of newlines, and (outcome, line index, payload) for every non-skipped line."""
     out: List[Tuple[int, int, Any]] = []
     view = memoryview(block)
-    fast = _decode_item is not None
+    decode = _decoder(fields)
+    fast = decode is not None
     valid_utf8 = block.isascii()
     if fast and not valid_utf8:
         try:  # lines are cut at newlines, so each line of a valid block is valid
@@ -383,9 +414,9 @@ def _parse_block(block: bytes, classes: frozenset, langs: Optional[frozenset]) -
             stop = end - 1 if end > start and block[end - 1] == 44 else end  # 44: ","
             # A line "{...}" or "{...}," is what line.strip() and dropping the comma leave as it is.
             if fast and stop > start and block[start] == 123 and block[stop - 1] == 125:  # "{", "}"
-                outcome, payload = _parse_object(view[start:stop], valid_utf8, classes, langs)
+                outcome, payload = _parse_object(view[start:stop], valid_utf8, decode, classes, langs, fields)
             else:
-                outcome, payload = _parse_line(block[start:end], classes, langs)
+                outcome, payload = _parse_line(block[start:end], classes, langs, fields)
             if outcome != _SKIP:
                 out.append((outcome, index, payload))
             start, index = end + 1, index + 1
@@ -407,20 +438,30 @@ def _blocks(fh: BinaryIO, block_bytes: int) -> Iterator[bytes]:
         yield block
 
 
-def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Optional[frozenset]
+def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Optional[frozenset],
+                 fields: frozenset = _ALL_FIELDS, block_bytes: int = DEFAULT_BLOCK_BYTES
                  ) -> Tuple[int, List[Tuple[int, int, Any]]]:
-    """:func:`_parse_block` of the lines of a plain file that start in bytes [start, end), read by the worker."""
+    """:func:`_parse_block` of the lines of a plain file that start in bytes [start, end), read by the worker
+    in blocks of about `block_bytes` (a block and its lines stay in the CPU's cache)."""
+    newlines, out = 0, []
     with open(path, "rb") as fh:
         if start:
             fh.seek(start - 1)
             fh.readline()  # the line that starts before `start` is the previous range's
         offset = fh.tell()
-        if offset >= end:
-            return 0, []
-        block = fh.read(end - offset)
-        if not block.endswith(b"\n"):
-            block += fh.readline()
-    return _parse_block(block, classes, langs)
+        while offset < end:
+            block = fh.read(min(block_bytes, end - offset))
+            if not block:
+                break
+            if not block.endswith(b"\n"):
+                block += fh.readline()
+            offset += len(block)
+            lines, results = _parse_block(block, classes, langs, fields)
+            if newlines:  # every block but the file's last ends at a newline
+                results = [(outcome, newlines + index, payload) for outcome, index, payload in results]
+            out.extend(results)
+            newlines += lines
+    return newlines, out
 
 
 def _packed(result: Tuple[int, List[Tuple[int, int, Any]]]) -> bytes:
@@ -443,14 +484,25 @@ def _unpacked(data: bytes) -> Tuple[int, List[Tuple[int, int, Any]]]:
                       for outcome, index, payload in results]
 
 
-def _parse_block_packed(block: bytes, classes: frozenset, langs: Optional[frozenset]) -> bytes:
+# What a worker parses with, (classes, langs, fields, block_bytes): set once per worker by the pool's
+# initializer, not pickled with every task.
+_worker_spec: Optional[Tuple[frozenset, Optional[frozenset], frozenset, int]] = None
+
+
+def _init_worker(spec: Tuple[frozenset, Optional[frozenset], frozenset, int]) -> None:
+    global _worker_spec
+    _worker_spec = spec
+
+
+def _parse_block_packed(block: bytes) -> bytes:
     """:func:`_parse_block` in a worker."""
-    return _packed(_parse_block(block, classes, langs))
+    classes, langs, fields, _ = _worker_spec
+    return _packed(_parse_block(block, classes, langs, fields))
 
 
-def _parse_range_packed(path: str, start: int, end: int, classes: frozenset, langs: Optional[frozenset]) -> bytes:
+def _parse_range_packed(path: str, start: int, end: int) -> bytes:
     """:func:`_parse_range` in a worker."""
-    return _packed(_parse_range(path, start, end, classes, langs))
+    return _packed(_parse_range(path, start, end, *_worker_spec))
 
 
 def _read_ahead(blocks: Iterator[bytes], depth: int) -> Iterator[bytes]:
@@ -563,6 +615,7 @@ def iter_entities(
     *,
     langs: Optional[Iterable[str]] = None,
     classes: Iterable[str] = WIKIMEDIA_INTERNAL_CLASSES,
+    fields: Iterable[str] = FIELDS,
     workers: int = 1,
     strict: bool = False,
     stats: Optional[WikidataStats] = None,
@@ -571,6 +624,7 @@ def iter_entities(
 ) -> Iterator[WikidataEntity]:
     """Stream the kept items of a Wikidata JSON dump (.json, .json.gz, .json.bz2), in file order.
 
+    ``fields``: the name fields built (of ``FIELDS``); the others are empty in the records.
     ``decompress="auto"`` reads a compressed dump through ``pigz``/``lbzip2`` when on PATH (a
     process of its own), ``"python"`` always in this process (in a thread beside the parsing).
     """
@@ -580,12 +634,16 @@ def iter_entities(
         raise ValueError(f"block_bytes must be >= 1, got {block_bytes}")
     if decompress not in ("auto", "python"):
         raise ValueError(f"decompress must be 'auto' or 'python', got {decompress!r}")
+    field_set = frozenset([fields] if isinstance(fields, str) else fields)
+    if not field_set <= _ALL_FIELDS:
+        raise ValueError(f"unknown field(s) {sorted(field_set - _ALL_FIELDS)}; expected some of {', '.join(FIELDS)}")
     if stats is None:
         stats = WikidataStats()
     stats.path = str(path)
     # A lone string is one code, not a set of characters.
     class_set = frozenset([classes] if isinstance(classes, str) else classes)
     lang_set = None if langs is None else frozenset([langs] if isinstance(langs, str) else langs)
+    spec = (class_set, lang_set, field_set, block_bytes)
     counter = {
         _FILTERED: "filtered",
         _NON_ITEM: "non_items",
@@ -594,9 +652,9 @@ def iter_entities(
     with _open_dump(path, decompress) as fh:
         if workers > 1 and isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO):
             # a plain file: each worker reads its own byte ranges, the parent only collects records
-            parsed = _parsed_ranges(os.fspath(path), os.path.getsize(path), class_set, lang_set, workers, block_bytes)
+            parsed = _parsed_ranges(os.fspath(path), os.path.getsize(path), spec, workers)
         else:
-            parsed = _parsed_blocks(fh, class_set, lang_set, workers, block_bytes)
+            parsed = _parsed_blocks(fh, spec, workers)
         try:
             first = 1  # the number of the block's first line
             for newlines, results in parsed:
@@ -617,23 +675,26 @@ def iter_entities(
             stats.log(logger)
 
 
-def _parsed_blocks(
-    fh: BinaryIO, classes: frozenset, langs: Optional[frozenset], workers: int, block_bytes: int
-) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
+def _parsed_blocks(fh: BinaryIO, spec: tuple, workers: int) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
     """Parsed blocks in file order; with several workers, at most 4 * workers blocks are in flight."""
-    blocks = _read_ahead(_blocks(fh, block_bytes), 4)
+    classes, langs, fields, block_bytes = spec
+    blocks = _blocks(fh, block_bytes)
+    if not (isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO)):
+        # Decompression (and a pipe) overlap the parsing in a thread; a plain file is read here,
+        # where the block is still in the CPU's cache when it is parsed (the kernel reads ahead).
+        blocks = _read_ahead(blocks, 4)
     try:
         if workers == 1:
             for block in blocks:
-                yield _parse_block(block, classes, langs)
+                yield _parse_block(block, classes, langs, fields)
             return
         # Decoding dominates, so the parent only cuts blocks and collects the small records.
         # apply_async with a bounded deque (rather than Pool.imap, whose feeder thread reads the
         # whole input ahead) keeps memory bounded and the output in file order.
-        with multiprocessing.get_context().Pool(workers) as pool:
+        with multiprocessing.get_context().Pool(workers, _init_worker, (spec,)) as pool:
             pending: deque = deque()
             for block in blocks:
-                pending.append(pool.apply_async(_parse_block_packed, (block, classes, langs)))
+                pending.append(pool.apply_async(_parse_block_packed, (block,)))
                 if len(pending) >= 4 * workers:
                     yield _unpacked(pending.popleft().get())
             while pending:
@@ -642,14 +703,19 @@ def _parsed_blocks(
         blocks.close()
 
 
-def _parsed_ranges(
-    path: str, size: int, classes: frozenset, langs: Optional[frozenset], workers: int, block_bytes: int
-) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
+# Bytes of a plain file that a worker parses per task (in blocks of block_bytes): large enough that
+# the pool's cost per task (sending it, collecting its result) is small beside the parsing.
+RANGE_BYTES = 4 << 20
+
+
+def _parsed_ranges(path: str, size: int, spec: tuple, workers: int
+                   ) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
     """:func:`_parsed_blocks` for a plain file, whose workers read the byte ranges they are given."""
-    with multiprocessing.get_context().Pool(workers) as pool:
+    step = max(spec[3], RANGE_BYTES)
+    with multiprocessing.get_context().Pool(workers, _init_worker, (spec,)) as pool:
         pending: deque = deque()
-        for start in range(0, size, block_bytes):
-            pending.append(pool.apply_async(_parse_range_packed, (path, start, start + block_bytes, classes, langs)))
+        for start in range(0, size, step):
+            pending.append(pool.apply_async(_parse_range_packed, (path, start, start + step)))
             if len(pending) >= 4 * workers:
                 yield _unpacked(pending.popleft().get())
         while pending:
