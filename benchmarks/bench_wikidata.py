@@ -1,20 +1,31 @@
-"""Items/s and MB/s of the Wikidata dump reader on a synthetic dump with realistic item sizes.
+"""Items/s of reading a Wikidata dump: the reader and ``genre-trie names --wikidata``, now and before.
 
-    python benchmarks/bench_wikidata.py --items 20000 --repeats 3
+    python benchmarks/bench_wikidata.py --files json --workers 1,2 --repeats 5 --write benchmarks/RESULTS.md
 
 Writes ``--dir/dump.json`` (and ``.json.gz``, ``.json.bz2``): a JSON-array dump of ``--items`` items
-shaped like the real ones (labels and descriptions in ~25 languages, aliases in a few, 3-16 claims
-with a qualifier and a reference, ~8 sitelinks, in the dump's key order; about 11 KB a line, the
-full dump's ~1.5 TB / 110M items), 2% of them Wikimedia categories. Then reads each file with
-``trie_tools.wikidata.iter_entities`` for each worker count, the variants interleaved, in a fresh
-process each, and prints the medians.
+shaped like the real ones (labels and descriptions in 5-40 languages, aliases in a few, 3-16 claims
+with a qualifier and a reference, 0-12 sitelinks, in the dump's key order; about 14 KB a line, the
+full dump's ~1.5 TB / 110M items), 2% of them Wikimedia categories.
+
+Tasks, each run in a fresh process with the modules imported before the clock starts:
+  read         ``trie_tools.wikidata.iter_entities`` building every name field (labels, aliases, sitelinks)
+  read-titles  the same building the sitelinks only: what ``genre-trie names`` reads by default
+  names        ``genre-trie names --wikidata DUMP --output kb.names --workers N --quiet`` (the whole
+               command: reading, the name records, the name table), through ``trie_tools.cli.main``
+for the code now and for the code before (``--before-commit``, default d9e9548: the reader the issue
+measured, orjson and 4 MiB blocks; extracted with ``git archive`` from this repository into
+``--dir/before``), variants interleaved, ``--repeats`` rounds, medians. *items per CPU s* counts the
+CPU time of the process, its workers and its decompressor: the per-core figure, which does not
+depend on the machine's load.
 """
 import argparse
 import bz2
+import datetime
 import gzip
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,26 +94,57 @@ def write_dump(directory: str, items: int) -> list:
 
 
 CHILD = r"""
-import json, sys, time
-from trie_tools import wikidata
+import json, os, resource, shutil, sys, tempfile, time
+tree, task, path, workers, decompress = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+sys.path.insert(0, tree)
+import trie_tools, trie_tools.cli, trie_tools.names, trie_tools.wikidata, genre_fairseq.name_table
 from trie_tools.wikidata import WikidataStats, iter_entities
-path, workers, parser, decompress = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-# worker processes are forked: they inherit the parser chosen here
-if parser in ("json", "orjson"):  # the readers before msgspec: the whole line parsed
-    wikidata._decode_item = None
-if parser == "json":  # the reader before orjson
-    wikidata._fast_loads = json.loads
-import resource
+assert os.path.dirname(os.path.dirname(os.path.abspath(trie_tools.__file__))) == os.path.abspath(tree), trie_tools.__file__
 def cpu(who):
     r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
+out = tempfile.mkdtemp(prefix="bench-wd-")
+kwargs = {} if decompress == "default" else {"decompress": decompress}
 stats = WikidataStats()
 start, parent, children = time.perf_counter(), cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
-n = sum(1 for _ in iter_entities(path, workers=workers, stats=stats, decompress=decompress))
+if task == "names":
+    code = trie_tools.cli.main(["names", "--wikidata", path, "--output", os.path.join(out, "kb.names"),
+                                "--workers", str(workers), "--quiet"])
+    assert code == 0, code
+    kept = None
+else:
+    if task == "read-titles":
+        kwargs["fields"] = ["sitelinks"]
+    kept = sum(1 for _ in iter_entities(path, workers=workers, stats=stats, **kwargs))
 # the workers and the decompressor have ended and been waited for: their CPU time is in RUSAGE_CHILDREN
-print(json.dumps({"seconds": time.perf_counter() - start, "kept": n, "read": stats.read,
-                  "cpu_parent": cpu(resource.RUSAGE_SELF) - parent, "cpu_children": cpu(resource.RUSAGE_CHILDREN) - children}))
+result = {"seconds": time.perf_counter() - start, "kept": kept, "read": stats.read,
+          "cpu_parent": cpu(resource.RUSAGE_SELF) - parent, "cpu_children": cpu(resource.RUSAGE_CHILDREN) - children}
+if task == "names":
+    with open(os.path.join(out, "kb.names"), "rb") as f:
+        result["digest"] = __import__("hashlib").sha256(f.read()).hexdigest()
+shutil.rmtree(out)
+print(json.dumps(result))
 """
+
+BEGIN, END = "<!-- bench_wikidata_run:begin -->", "<!-- bench_wikidata_run:end -->"
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def before_tree(directory: str, commit: str) -> str:
+    """``trie_tools`` and ``genre_fairseq`` at `commit`, extracted once into `directory`/before."""
+    tree = os.path.join(directory, "before")
+    marker = os.path.join(tree, ".commit")
+    if os.path.exists(marker) and open(marker).read() == commit:
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    os.makedirs(tree)
+    archive = subprocess.run(["git", "-C", REPO, "archive", commit, "trie_tools", "genre_fairseq"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+    with open(marker, "w") as f:
+        f.write(commit)
+    return tree
 
 
 def _busy(n: int) -> float:
@@ -131,12 +173,13 @@ def main() -> None:
     p.add_argument("--dir", default="/tmp/bench_wikidata", help="where the synthetic dump is written")
     p.add_argument("--items", type=int, default=20000, help="items in the synthetic dump")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    p.add_argument("--parsers", default="json,orjson,msgspec",
-                   help="json (the stdlib reader), orjson (the whole line by orjson), msgspec (the reader now)")
-    p.add_argument("--files", default="json,gz,bz2", help="which of the dump's files to read: json, gz, bz2")
+    p.add_argument("--tasks", default="read,read-titles,names", help="of read, read-titles, names")
+    p.add_argument("--before-commit", default="d9e9548", help="the code to compare with ('' for none)")
+    p.add_argument("--files", default="json", help="which of the dump's files to read: json, gz, bz2")
     p.add_argument("--decompress", default="python,auto",
-                   help="for .gz/.bz2: python (in-process) and/or auto (pigz/lbzip2 when on PATH)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per variant (interleaved); medians reported")
+                   help="for .gz/.bz2 read tasks: python (in-process) and/or auto (pigz/lbzip2 when on PATH)")
+    p.add_argument("--repeats", type=int, default=5, help="runs per variant (interleaved); medians reported")
+    p.add_argument("--write", metavar="RESULTS.md", help="replace the marked section of this file with the results")
     a = p.parse_args()
     paths = [os.path.join(a.dir, "dump.json" + s) for s in ("", ".gz", ".bz2")]
     if not all(os.path.isfile(x) for x in paths):
@@ -144,49 +187,83 @@ def main() -> None:
     raw = os.path.getsize(paths[0])  # the uncompressed size, whichever files are read
     files = a.files.split(",")
     paths = [x for x, kind in zip(paths, ("json", "gz", "bz2")) if kind in files]
+    trees = [("now", REPO)] + ([("before", before_tree(a.dir, a.before_commit))] if a.before_commit else [])
+    tasks = a.tasks.split(",")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    variants = [(x, int(w), j, d) for x in paths for w in a.workers.split(",") for j in a.parsers.split(",")
-                for d in (a.decompress.split(",") if not x.endswith(".json") else ["python"])]
+    variants = []
+    for path in paths:
+        for task in tasks:
+            for code, tree in trees:
+                if task == "read-titles" and code == "before":
+                    continue  # the reader before always built every field
+                for w in a.workers.split(","):
+                    modes = ["default"]
+                    if code == "now" and task != "names" and not path.endswith(".json"):
+                        modes = a.decompress.split(",")
+                    variants += [(path, task, code, tree, int(w), d) for d in modes]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    loads = [os.getloadavg()]
     runs = {v: [] for v in variants}
     for _ in range(a.repeats):
-        for path, workers, parser, decompress in variants:
-            out = subprocess.run([sys.executable, "-c", CHILD, path, str(workers), parser, decompress], env=env,
-                                 capture_output=True, text=True, check=True)
-            runs[(path, workers, parser, decompress)].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for v in variants:
+            path, task, code, tree, workers, decompress = v
+            out = subprocess.run([sys.executable, "-c", CHILD, tree, task, path, str(workers), decompress],
+                                 env=env, capture_output=True, text=True, cwd=a.dir)
+            if out.returncode:
+                sys.exit(f"bench_wikidata: {task} ({code}, {workers} workers) failed:\n{out.stderr[-2000:]}")
+            runs[v].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        loads.append(os.getloadavg())
+    digests = {r["digest"] for v in variants for r in runs[v] if "digest" in r}
     counts = sorted({int(w) for w in a.workers.split(",") if int(w) > 1})
     scaling = ", ".join(f"{w} processes {machine_scaling(w):.2f}x" for w in counts)
-    first = runs[variants[0]][0]
-    items = first["read"]
-    print(f"{items:,} items, {raw / 1e6:.1f} MB uncompressed ({raw / items / 1e3:.1f} KB/item), "
-          f"{first['kept']:,} kept; medians of {a.repeats}; load average at the end {os.getloadavg()}")
-    if scaling:  # the bound on any workers' speed-up: a shared machine may not give N free cores
-        print(f"machine scaling of a pure-Python loop (after the runs): {scaling} the speed of 1")
-    print("| file | workers | parser | decompression | wall s | items/s | MB/s | CPU s: parent + children "
-          "| items per CPU s |")
-    print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    medians = {}
+    items = next(r["read"] for v in variants for r in runs[v] if r["read"])
+    lines = [f"Command: `python benchmarks/bench_wikidata.py {' '.join(sys.argv[1:])}`; started "
+             f"{started:%Y-%m-%d %H:%M} UTC; OMP_NUM_THREADS=1; {os.cpu_count()} cores; load average (1 min) "
+             f"{min(l[0] for l in loads):.2f}-{max(l[0] for l in loads):.2f} during the runs.",
+             "",
+             f"Dump: {items:,} items, {raw / 1e6:.1f} MB uncompressed ({raw / items / 1e3:.1f} KB a line); "
+             f"medians of {a.repeats} interleaved runs, each in a fresh process. "
+             + (f"Machine scaling of a pure-Python loop (after the runs): {scaling} the speed of 1. " if scaling else "")
+             + ("The name tables written now and before are byte-identical." if len(digests) == 1 else
+                f"Name tables differ between runs ({len(digests)} digests)." if digests else ""),
+             "",
+             "| file | task | code | workers | decompression | wall s | items/s | MB/s | CPU s: parent + children "
+             "| items per CPU s |",
+             "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    med = {}
     for v in variants:
-        path, workers, parser, decompress = v
+        path, task, code, tree, workers, decompress = v
         s = statistics.median(r["seconds"] for r in runs[v])
         parent = statistics.median(r["cpu_parent"] for r in runs[v])
         children = statistics.median(r["cpu_children"] for r in runs[v])
-        medians[v] = (s, parent, children)
-        tool = "" if path.endswith(".json") else (decompress if decompress == "python" else "pigz/lbzip2")
-        print(f"| {os.path.basename(path)} | {workers} | {parser} | {tool} | {s:.2f} | {items / s:,.0f} | "
-              f"{raw / s / 1e6:.1f} | {parent:.2f} + {children:.2f} | {items / (parent + children):,.0f} |")
-    print("\nRatios of items per CPU second (a shared machine's wall time says little) and wall time:")
-    for v in variants:
-        path, workers, parser, decompress = v
-        base = (path, workers, "json", decompress)
-        if parser != "json" and base in medians:
-            s, parent, children = medians[v]
-            s0, parent0, children0 = medians[base]
-            print(f"- {os.path.basename(path)}, {workers} worker(s), {parser} ({decompress}) vs json: "
-                  f"{(parent0 + children0) / (parent + children):.2f}x per CPU s, {s0 / s:.2f}x wall")
-        one = (path, 1, parser, decompress)
-        if workers > 1 and one in medians:
-            print(f"- {os.path.basename(path)}, {parser} ({decompress}): {workers} workers vs 1: "
-                  f"{medians[one][0] / medians[v][0]:.2f}x wall; parent CPU {medians[v][1]:.2f} s")
+        cpu_all = statistics.median(r["cpu_parent"] + r["cpu_children"] for r in runs[v])
+        med[v[:3] + v[4:]] = (s, cpu_all, parent)
+        tool = "" if path.endswith(".json") else {"default": "default", "python": "in process"}.get(decompress, "pigz/lbzip2")
+        lines.append(f"| {os.path.basename(path)} | {task} | {code} | {workers} | {tool} | {s:.2f} | {items / s:,.0f} | "
+                     f"{raw / s / 1e6:.1f} | {parent:.2f} + {children:.2f} | {items / cpu_all:,.0f} |")
+    lines += ["", "Ratios (medians; per CPU s = items per CPU second):"]
+    for key, (s, cpu_all, parent) in med.items():
+        path, task, code, workers, decompress = key
+        name = os.path.basename(path)
+        before = (path, "read" if task == "read-titles" else task, "before", workers, "default")
+        if code == "now" and before in med:
+            lines.append(f"- {name}, {task} now vs {before[1]} before, {workers} worker(s): "
+                         f"**{med[before][1] / cpu_all:.2f}x per CPU s**, {med[before][0] / s:.2f}x wall")
+        one = (path, task, code, 1, decompress)
+        if workers > 1 and one in med:
+            lines.append(f"- {name}, {task} ({code}): {workers} workers vs 1: **{med[one][0] / s:.2f}x wall**, "
+                         f"parent CPU {parent:.2f} s")
+    text = "\n".join(lines)
+    print(text)
+    if a.write:
+        old = open(a.write, encoding="utf-8").read()
+        block = f"{BEGIN}\n{text}\n{END}"
+        if BEGIN in old:
+            new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+        else:
+            new = old.rstrip("\n") + "\n\n" + block + "\n"
+        with open(a.write, "w", encoding="utf-8") as f:
+            f.write(new)
 
 
 if __name__ == "__main__":

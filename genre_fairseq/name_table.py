@@ -207,6 +207,7 @@ def _name_lines(records: Iterable[tuple], first_primary: bool = False) -> Iterat
     (12 decimal digits, so byte order is number order): ``build`` marks the first of each
     (entity, lang) in input order as primary while it merges, holding no set of pairs.
     """
+    last_id = prefix = None  # records come grouped by entity: its sort prefix is made once
     for index, record in enumerate(records):
         try:
             if first_primary:
@@ -219,11 +220,21 @@ def _name_lines(records: Iterable[tuple], first_primary: bool = False) -> Iterat
         except (TypeError, ValueError):
             expected = "(entity_id, lang, name)" if first_primary else "(entity_id, lang, name[, primary])"
             raise _bad_record("record", index, record, f"expected {expected}") from None
-        if not isinstance(primary, (bool, np.bool_)):
+        if primary is True:
+            flag = b"\t1\n"
+        elif primary is False:
+            flag = b"\t0\n"
+        elif isinstance(primary, np.bool_):
+            flag = b"\t1\n" if primary else b"\t0\n"
+        else:
             raise _bad_record("record", index, record, f"primary must be a bool, not {type(primary).__name__}")
-        flag = (b"\t%012d\n" % index) if first_primary else (b"\t1\n" if primary else b"\t0\n")
+        if first_primary:
+            flag = b"\t%012d\n" % index
         try:
-            line = (_rule_prefix(entity_id) + "\t" + lang + _SEP + name).encode("utf-8") + flag
+            if entity_id is not last_id:
+                prefix, last_id = None, None
+                prefix, last_id = _rule_prefix(entity_id) + "\t", entity_id
+            line = (prefix + lang + _SEP + name).encode("utf-8") + flag
             ok = entity_id and name and _CONTROL.search(entity_id + lang + name) is None
         except (TypeError, UnicodeEncodeError):
             ok = False
@@ -329,17 +340,24 @@ def _sorted_summed(items: Iterable[tuple[bytes, int]], tmp_dir: str, chunk_size:
             f.close()
 
 
-def _spool_lines(path: str) -> Iterator[bytes]:
+def _spool_texts(path: str, chunk_bytes: int = 1 << 20) -> Iterator[str]:
+    """The lines of a spool file (each ends with a newline) as str, decoded and split a chunk at a time."""
     with open(path, "rb") as f:
-        for line in f:
-            yield line[:-1]
+        while True:
+            chunk = f.read(chunk_bytes)
+            if not chunk:
+                return
+            if not chunk.endswith(b"\n"):
+                chunk += f.readline()
+            lines = chunk.decode("utf-8").split("\n")
+            lines.pop()  # the empty string after the last newline
+            yield from lines
 
 
 def _spool_trie(path: str, n_lines: int) -> tuple[int, np.ndarray]:
     """Save a marisa trie of a spool file's lines to ``path + ".marisa"``; its size and each line's key id."""
-    trie = marisa_trie.Trie(line.decode("utf-8") for line in _spool_lines(path))  # duplicates merge
-    get = trie.get
-    ids = np.fromiter((get(line) for line in _spool_lines(path)), dtype=np.uint32, count=n_lines)
+    trie = marisa_trie.Trie(_spool_texts(path))  # duplicates merge
+    ids = np.fromiter(map(trie.get, _spool_texts(path)), dtype=np.uint32, count=n_lines)
     trie.save(path + ".marisa")
     return len(trie), ids
 
@@ -702,6 +720,48 @@ def _reorder(multi_entities: np.ndarray, multi_offsets: np.ndarray, ambiguous: n
             digest.update(("order\t%s\t%s\t%s\n" % (lang, name, "\t".join(ranked))).encode("utf-8"))
 
 
+def _links(lines: Iterable[bytes], keys_f, ents_f, link_rank: array, link_primary: bytearray,
+           digest) -> tuple[int, int]:
+    """``NameTable.build``'s pass over its sorted spool lines (records with their own primary flags).
+
+    Writes the key of every link and each distinct entity to the spools, appends each link's entity
+    rank and primary flag, and feeds the fingerprint ``entity \t key \t primary`` per link in order;
+    returns (links, entities). A link given as primary and not is primary ("\t0" sorts first).
+    """
+    keys: list[bytes] = []
+    previous_link = previous_rule = last_key = None
+    entity = b""
+    rank = -1
+    for line in lines:
+        link = line[:-3]  # every line ends with "\t0\n" or "\t1\n"
+        if link == previous_link:
+            link_primary[-1] = 1
+            continue
+        if last_key is not None:
+            digest.update(b"%s\t%s\t%d\n" % (entity, last_key, link_primary[-1]))
+        previous_link = link
+        rule, _, key = link.partition(b"\t")
+        if rule != previous_rule:
+            previous_rule = rule
+            rank += 1
+            entity = _rule_entity(rule)
+            ents_f.write(entity + b"\n")
+        keys.append(key)
+        if len(keys) >= 65536:
+            keys.append(b"")
+            keys_f.write(b"\n".join(keys))
+            keys.clear()
+        link_rank.append(rank)
+        link_primary.append(line[-2] == 49)  # "1"
+        last_key = key
+    if last_key is not None:
+        digest.update(b"%s\t%s\t%d\n" % (entity, last_key, link_primary[-1]))
+    if keys:
+        keys.append(b"")
+        keys_f.write(b"\n".join(keys))
+    return len(link_rank), rank + 1
+
+
 class NameTable(_Table):
     """(lang, name) <-> entity ids, N-to-1 both ways, memory-mapped from one file."""
 
@@ -751,7 +811,11 @@ class NameTable(_Table):
                 pending.clear()
 
             with open(keys_path, "wb") as keys_f, open(ents_path, "wb") as ents_f:
-                for line in _sorted_unique(_name_lines(records, first_primary), tmp, chunk_size):
+                lines = _sorted_unique(_name_lines(records, first_primary), tmp, chunk_size)
+                if not first_primary:  # the common case, written out: a link's flag is known at the next link
+                    n_links, n_entities = _links(lines, keys_f, ents_f, link_rank, link_primary, digest)
+                    lines = ()
+                for line in lines:
                     link, _, flag = line.rpartition(b"\t")
                     rule, _, key = link.partition(b"\t")
                     if first_primary:
@@ -781,7 +845,8 @@ class NameTable(_Table):
                     link_primary.append(0 if first_primary else flag == b"1\n")
                     pending.append(key)
                 close_group()
-            n_links, n_entities = len(link_rank), rank + 1
+            if first_primary:
+                n_links, n_entities = len(link_rank), rank + 1
             ent_rank = np.frombuffer(link_rank, dtype=np.uint32) if n_links else np.zeros(0, np.uint32)
 
             n_keys, key_id = _spool_trie(keys_path, n_links)

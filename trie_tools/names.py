@@ -184,12 +184,18 @@ def wikidata_names(
                     found.append(("aliases", lang, alias, False))
             written = 0
             for source, lang, name, primary in found:
-                why = _usable(name) or text_problem(lang, "language code")
-                if why is not None:
-                    if source in want:
-                        stats.skip(qid, lang, name, f"{source}: {why}", strict)
-                    continue
-                name = name.strip()
+                # isprintable() is False for every control character and lone surrogate (and for some
+                # storable characters, such as U+00A0); the only printable whitespace is " ". So a
+                # printable name without a space at either end is storable as it is, and only the
+                # others take the full check.
+                if not (name.__class__ is str and name and name.isprintable() and lang and lang.isprintable()
+                        and name[0] != " " != name[-1]):
+                    why = _usable(name) or text_problem(lang, "language code")
+                    if why is not None:
+                        if source in want:
+                            stats.skip(qid, lang, name, f"{source}: {why}", strict)
+                        continue
+                    name = name.strip()
                 if every:
                     mentions.append((name, qid))
                 if source in want:
