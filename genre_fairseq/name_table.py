@@ -231,7 +231,7 @@ def _name_lines(records: Iterable[tuple], first_primary: bool = False) -> Iterat
         if first_primary:
             flag = b"\t%012d\n" % index
         try:
-            if entity_id is not last_id:
+            if entity_id != last_id:
                 prefix, last_id = None, None
                 prefix, last_id = _rule_prefix(entity_id) + "\t", entity_id
             line = (prefix + lang + _SEP + name).encode("utf-8") + flag

@@ -484,3 +484,15 @@ def test_tables_are_byte_identical_to_the_ones_the_builder_before_first_primary_
     expected = "a9fcd1615ba2eabe03bc58d782f00f0c538333e45712bacbd88d634601e19e81"
     with open(flagged, "rb") as a, open(first, "rb") as b:
         assert hashlib.sha256(a.read()).hexdigest() == hashlib.sha256(b.read()).hexdigest() == expected
+
+
+def test_spool_lines_do_not_depend_on_which_records_share_an_id_object():
+    # _name_lines makes an entity's sort prefix once for a run of records with an equal id
+    from genre_fairseq.name_table import _name_lines, _rule_prefix
+
+    ids = ["Q1", "Q1", "Q20", "P5", "Q20", "Q1", "custom", "Q3"]
+    records = [("".join(list(e)), "en", f"n{i}", i % 2 == 0) for i, e in enumerate(ids)]  # fresh str objects
+    expected = [(_rule_prefix(e) + "\t" + lang + "\x1f" + name).encode() + (b"\t1\n" if primary else b"\t0\n")
+                for e, lang, name, primary in records]
+    assert list(_name_lines(records)) == expected
+    assert list(_name_lines([tuple(r) for r in records[::-1]])) == expected[::-1]

@@ -57,7 +57,7 @@ from genre_fairseq.name_table import MentionTable, NameTable, text_problem
 
 from ._io import InputError, PathLike, open_binary
 from .custom_kb import CustomKBStats, iter_custom_kb
-from .wikidata import WIKIMEDIA_INTERNAL_CLASSES, WikidataStats, iter_entities
+from .wikidata import WIKIMEDIA_INTERNAL_CLASSES, WikidataEntity, WikidataStats, iter_converted
 from .wikipedia import RedirectStats, read_redirect_map
 
 __all__ = ["DEFAULT_SOURCES", "SOURCES", "AnchorStats", "EntityPrior", "NamesStats", "SitelinkCounts", "canonical_table",
@@ -96,6 +96,18 @@ class NamesStats:
         if len(self.examples) < self.MAX_EXAMPLES:
             self.examples.append(message)
 
+    def merge(self, counts: tuple) -> None:
+        """Add the counts of another run, ``(entities, kept, no_names, names, skipped, by_source, examples)``."""
+        entities, kept, no_names, names, skipped, by_source, examples = counts
+        self.entities += entities
+        self.kept += kept
+        self.no_names += no_names
+        self.names += names
+        self.skipped += skipped
+        for source, count in by_source.items():
+            self.by_source[source] += count
+        self.examples.extend(examples[: self.MAX_EXAMPLES - len(self.examples)])
+
     def summary(self) -> str:
         """One line: the counters, then the first skipped names."""
         sources = ", ".join(f"{k}={v:,}" for k, v in sorted(self.by_source.items()))
@@ -124,51 +136,42 @@ def redirects_by_target(page_sql: PathLike, redirect_sql: PathLike, *, strict: b
     return dict(by_target)
 
 
-def wikidata_names(
-    dump: PathLike,
-    *,
-    langs: Optional[Iterable[str]] = None,
-    sources: Sequence[str] = DEFAULT_SOURCES,
-    redirects: Optional[Mapping[str, Mapping[str, List[str]]]] = None,
-    classes: Iterable[str] = WIKIMEDIA_INTERNAL_CLASSES,
-    workers: int = 1,
-    strict: bool = False,
-    stats: Optional[NamesStats] = None,
-    dump_stats: Optional[WikidataStats] = None,
-    mentions: Optional[List[Tuple[str, str]]] = None,
-    sitelinks: Optional["SitelinkCounts"] = None,
-) -> Iterator[NameRecord]:
-    """Name records ``(qid, lang, name, primary)`` of the kept items of a Wikidata dump.
+class _EntityNames:
+    """The name records of a block of Wikidata entities, made where the block is parsed (a worker).
 
-    ``redirects`` maps a language to ``redirects_by_target`` of its wiki. Every name read, from
-    any source, is also appended to ``mentions`` as ``(name, qid)`` when a list is given.
-    ``sitelinks``, if given, receives each kept item's number of sitelinks (those not zero).
+    Called by ``iter_converted`` with the kept entities of a block; returns columns, which msgpack
+    sends back compactly and ``zip`` turns into records again: ``(qids, langs, names, primary)``
+    of the records, ``(names, qids)`` of the mention pairs (every source, with ``every``),
+    ``(qids, counts)`` of the sitelink counts, and the block's :class:`NamesStats` as a tuple.
     """
-    unknown = set(sources) - set(SOURCES)
-    if unknown:
-        raise ValueError(f"unknown name source(s) {sorted(unknown)}; expected some of {', '.join(SOURCES)}")
-    if "redirects" in sources and not redirects:
-        sources = [s for s in sources if s != "redirects"]
-    stats = stats if stats is not None else NamesStats()
-    redirects = redirects or {}
-    want = frozenset(sources)
-    # Only the fields a source or the mention table uses are decoded (the reader skips the rest);
-    # sitelinks always: they decide which labels are primary and give the sitelink counts.
-    every = mentions is not None
-    fields = ["sitelinks"] + [f for f in ("labels", "aliases") if every or f in want]
-    titles_wanted, redirects_wanted = "titles" in want, "redirects" in want
-    counts = dict.fromkeys(SOURCES, 0)
-    try:
-        for entity in iter_entities(dump, langs=langs, classes=classes, fields=fields, workers=workers,
-                                    strict=strict, stats=dump_stats):
+
+    def __init__(self, want: frozenset, every: bool, redirects: Mapping[str, Mapping[str, List[str]]],
+                 strict: bool) -> None:
+        self.want, self.every, self.redirects, self.strict = want, every, redirects, strict
+
+    def __call__(self, entities: List[WikidataEntity]) -> tuple:
+        want, every, redirects, strict = self.want, self.every, self.redirects, self.strict
+        titles_wanted, redirects_wanted = "titles" in want, "redirects" in want
+        stats = NamesStats()
+        qids: List[str] = []
+        langs: List[str] = []
+        names: List[str] = []
+        flags: List[bool] = []
+        mention_names: List[str] = []
+        mention_qids: List[str] = []
+        link_qids: List[str] = []
+        link_counts: List[int] = []
+        counts = dict.fromkeys(SOURCES, 0)
+        for entity in entities:
             stats.entities += 1
             qid = entity.id
             # A damaged id cannot be stored (the table refuses control characters): skip the item, counted.
-            why = _usable(qid, "entity id")
-            if why is not None:
-                stats.skip(qid, "", "", why, strict)
-                stats.no_names += 1
-                continue
+            if not qid.isprintable():
+                why = _usable(qid, "entity id")
+                if why is not None:
+                    stats.skip(qid, "", "", why, strict)
+                    stats.no_names += 1
+                    continue
             found: List[Tuple[str, str, str, bool]] = []  # source, lang, name, primary
             links = entity.sitelinks
             for lang, title in links.items():
@@ -197,22 +200,76 @@ def wikidata_names(
                         continue
                     name = name.strip()
                 if every:
-                    mentions.append((name, qid))
+                    mention_names.append(name)
+                    mention_qids.append(qid)
                 if source in want:
                     counts[source] += 1
                     written += 1
-                    yield qid, lang, name, primary
+                    qids.append(qid)
+                    langs.append(lang)
+                    names.append(name)
+                    flags.append(primary)
             stats.names += written
             if written:
                 stats.kept += 1
-                if sitelinks is not None and links:
-                    sitelinks[qid] = len(links)
+                if links:
+                    link_qids.append(qid)
+                    link_counts.append(len(links))
             else:
                 stats.no_names += 1
-    finally:
-        for source, count in counts.items():
-            if count:
-                stats.by_source[source] += count
+        by_source = {source: count for source, count in counts.items() if count}
+        return ((qids, langs, names, flags), (mention_names, mention_qids), (link_qids, link_counts),
+                (stats.entities, stats.kept, stats.no_names, stats.names, stats.skipped, by_source, stats.examples))
+
+
+def wikidata_names(
+    dump: PathLike,
+    *,
+    langs: Optional[Iterable[str]] = None,
+    sources: Sequence[str] = DEFAULT_SOURCES,
+    redirects: Optional[Mapping[str, Mapping[str, List[str]]]] = None,
+    classes: Iterable[str] = WIKIMEDIA_INTERNAL_CLASSES,
+    workers: int = 1,
+    strict: bool = False,
+    stats: Optional[NamesStats] = None,
+    dump_stats: Optional[WikidataStats] = None,
+    mentions: Optional[List[Tuple[str, str]]] = None,
+    sitelinks: Optional["SitelinkCounts"] = None,
+) -> Iterator[NameRecord]:
+    """Name records ``(qid, lang, name, primary)`` of the kept items of a Wikidata dump.
+
+    ``redirects`` maps a language to ``redirects_by_target`` of its wiki. Every name read, from
+    any source, is also appended to ``mentions`` as ``(name, qid)`` when a list is given.
+    ``sitelinks``, if given, receives each kept item's number of sitelinks (those not zero).
+    With ``workers > 1`` the records are made in the worker processes that parse the dump (with
+    the ``fork`` start method they share ``redirects``; otherwise each receives a copy once).
+    """
+    unknown = set(sources) - set(SOURCES)
+    if unknown:
+        raise ValueError(f"unknown name source(s) {sorted(unknown)}; expected some of {', '.join(SOURCES)}")
+    if "redirects" in sources and not redirects:
+        sources = [s for s in sources if s != "redirects"]
+    stats = stats if stats is not None else NamesStats()
+    want = frozenset(sources)
+    # Only the fields a source or the mention table uses are decoded (the reader skips the rest);
+    # sitelinks always: they decide which labels are primary and give the sitelink counts.
+    every = mentions is not None
+    fields = ["sitelinks"] + [f for f in ("labels", "aliases") if every or f in want]
+    convert = _EntityNames(want, every, redirects or {}, strict)
+    for records, pairs, links, block_stats in iter_converted(
+            dump, convert, langs=langs, classes=classes, fields=fields, workers=workers, strict=strict,
+            stats=dump_stats):
+        stats.merge(block_stats)
+        if every:
+            if isinstance(mentions, (list, _MentionSpool)):
+                mentions.extend(zip(*pairs))
+            else:
+                for pair in zip(*pairs):
+                    mentions.append(pair)
+        if sitelinks is not None:
+            for qid, count in zip(*links):
+                sitelinks[qid] = count
+        yield from zip(*records)
 
 
 def tsv_names(
@@ -256,6 +313,9 @@ class _MentionSpool:
 
     def append(self, pair: Tuple[str, str]) -> None:
         self._f.write(f"{pair[0]}\t{pair[1]}\n")
+
+    def extend(self, pairs: Iterable[Tuple[str, str]]) -> None:
+        self._f.write("".join([f"{mention}\t{entity}\n" for mention, entity in pairs]))
 
     def items(self) -> Iterator[Tuple[str, str, int]]:
         self._f.close()

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import (
     Any,
     BinaryIO,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -62,7 +63,7 @@ except ImportError:  # pragma: no cover - msgspec is an install requirement
     _msgspec = None
 
 __all__ = ["FIELDS", "WIKIMEDIA_INTERNAL_CLASSES", "NON_WIKIPEDIA_SITES", "InputError", "WikidataEntity", "WikidataStats",
-           "iter_entities", "wikipedia_language"]
+           "iter_converted", "iter_entities", "wikipedia_language"]
 
 logger = logging.getLogger(__name__)
 
@@ -477,35 +478,39 @@ def _packed(result: Tuple[int, List[Tuple[int, int, Any]]]) -> bytes:
     return b"p" + pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
 
 
-def _unpacked(data: bytes) -> Tuple[int, List[Tuple[int, int, Any]]]:
-    """The inverse of :func:`_packed`: the same records (WikidataEntity, dicts in order) as the worker's."""
+def _unpacked(data: bytes) -> tuple:
+    """The inverse of :func:`_packed`: the same records (WikidataEntity, dicts in order) as the worker's
+    (a conversion's tuples come back as lists from msgpack)."""
     if data[:1] == b"p":
         return pickle.loads(data[1:])
-    newlines, results = _msgpack_decode(memoryview(data)[1:])
+    newlines, results, *converted = _msgpack_decode(memoryview(data)[1:])
     make = WikidataEntity._make
-    return newlines, [(outcome, index, make(payload) if outcome == _KEPT else payload)
-                      for outcome, index, payload in results]
+    return (newlines, [(outcome, index, make(payload) if outcome == _KEPT else payload)
+                       for outcome, index, payload in results], *converted)
 
 
-# What a worker parses with, (classes, langs, fields, block_bytes): set once per worker by the pool's
-# initializer, not pickled with every task.
-_worker_spec: Optional[Tuple[frozenset, Optional[frozenset], frozenset, int]] = None
+# What a worker parses with, (classes, langs, fields, block_bytes, convert): set once per worker by the
+# pool's initializer, not pickled with every task.
+_worker_spec: Optional[tuple] = None
 
 
-def _init_worker(spec: Tuple[frozenset, Optional[frozenset], frozenset, int]) -> None:
+def _init_worker(spec: tuple) -> None:
     global _worker_spec
     _worker_spec = spec
 
 
 def _parse_block_packed(block: bytes) -> bytes:
     """:func:`_parse_block` in a worker."""
-    classes, langs, fields, _ = _worker_spec
-    return _packed(_parse_block(block, classes, langs, fields))
+    classes, langs, fields, _, convert = _worker_spec
+    parsed = _parse_block(block, classes, langs, fields)
+    return _packed(parsed if convert is None else _converted(parsed, convert))
 
 
 def _parse_range_packed(path: str, start: int, end: int) -> bytes:
     """:func:`_parse_range` in a worker."""
-    return _packed(_parse_range(path, start, end, *_worker_spec))
+    classes, langs, fields, block_bytes, convert = _worker_spec
+    parsed = _parse_range(path, start, end, classes, langs, fields, block_bytes)
+    return _packed(parsed if convert is None else _converted(parsed, convert))
 
 
 def _read_ahead(blocks: Iterator[bytes], depth: int) -> Iterator[bytes]:
@@ -631,6 +636,37 @@ def iter_entities(
     ``decompress="auto"`` reads a compressed dump through ``pigz``/``lbzip2`` when on PATH (a
     process of its own), ``"python"`` always in this process (in a thread beside the parsing).
     """
+    return _read(path, None, langs, classes, fields, workers, strict, stats, block_bytes, decompress)
+
+
+def iter_converted(
+    path: PathLike,
+    convert: Callable[[List[WikidataEntity]], Any],
+    *,
+    langs: Optional[Iterable[str]] = None,
+    classes: Iterable[str] = WIKIMEDIA_INTERNAL_CLASSES,
+    fields: Iterable[str] = FIELDS,
+    workers: int = 1,
+    strict: bool = False,
+    stats: Optional[WikidataStats] = None,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    decompress: str = "auto",
+) -> Iterator[Any]:
+    """``convert(entities)`` for the kept items of each block of the dump, in file order.
+
+    :func:`iter_entities` whose consumer's work per item runs where the block is parsed: in the
+    workers when ``workers > 1``, so that the parent receives the consumer's results, not the
+    entities. ``convert`` must be picklable (an instance of a module-level class) and return
+    lists, tuples, dicts, strings, numbers, booleans or None (sent back as msgpack, which gives
+    lists for tuples; a pickle if msgpack cannot hold it). Its exceptions reach the caller.
+    """
+    if not callable(convert):
+        raise TypeError("convert must be callable")
+    return _read(path, convert, langs, classes, fields, workers, strict, stats, block_bytes, decompress)
+
+
+def _read(path, convert, langs, classes, fields, workers, strict, stats, block_bytes, decompress) -> Iterator[Any]:
+    """The arguments of :func:`iter_entities` checked, then its generator (``convert`` None) or :func:`iter_converted`'s."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if block_bytes < 1:
@@ -640,18 +676,20 @@ def iter_entities(
     field_set = frozenset([fields] if isinstance(fields, str) else fields)
     if not field_set <= _ALL_FIELDS:
         raise ValueError(f"unknown field(s) {sorted(field_set - _ALL_FIELDS)}; expected some of {', '.join(FIELDS)}")
-    if stats is None:
-        stats = WikidataStats()
-    stats.path = str(path)
     # A lone string is one code, not a set of characters.
     class_set = frozenset([classes] if isinstance(classes, str) else classes)
     lang_set = None if langs is None else frozenset([langs] if isinstance(langs, str) else langs)
-    spec = (class_set, lang_set, field_set, block_bytes)
-    counter = {
-        _FILTERED: "filtered",
-        _NON_ITEM: "non_items",
-        _EMPTY: "empty",
-    }
+    return _stream(path, (class_set, lang_set, field_set, block_bytes, convert), workers, strict,
+                   WikidataStats() if stats is None else stats, decompress)
+
+
+_COUNTER = {_FILTERED: "filtered", _NON_ITEM: "non_items", _EMPTY: "empty"}
+
+
+def _stream(path: PathLike, spec: tuple, workers: int, strict: bool, stats: WikidataStats,
+            decompress: str) -> Iterator[Any]:
+    stats.path = str(path)
+    converting = spec[4] is not None
     with _open_dump(path, decompress) as fh:
         if workers > 1 and isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO):
             # a plain file: each worker reads its own byte ranges, the parent only collects records
@@ -660,7 +698,8 @@ def iter_entities(
             parsed = _parsed_blocks(fh, spec, workers)
         try:
             first = 1  # the number of the block's first line
-            for newlines, results in parsed:
+            for parsed_block in parsed:
+                newlines, results = parsed_block[0], parsed_block[1]
                 for outcome, index, payload in results:
                     stats.read += 1
                     if outcome == _KEPT:
@@ -670,17 +709,28 @@ def iter_entities(
                         stats.malformed += 1
                         stats.problem(first + index, payload, strict=strict)
                     else:
-                        name = counter[outcome]
+                        name = _COUNTER[outcome]
                         setattr(stats, name, getattr(stats, name) + 1)
+                if converting:  # (newlines, the lines not kept, how many were kept, their conversion)
+                    stats.read += parsed_block[2]
+                    stats.kept += parsed_block[2]
+                    yield parsed_block[3]
                 first += newlines
         finally:
             parsed.close()  # stops the read-ahead thread and the workers before the file closes
             stats.log(logger)
 
 
+def _converted(parsed_block: Tuple[int, List[Tuple[int, int, Any]]], convert) -> tuple:
+    """A parsed block as (newlines, its lines not kept, the number kept, ``convert`` of the kept entities)."""
+    newlines, results = parsed_block
+    kept = [payload for outcome, _, payload in results if outcome == _KEPT]
+    return newlines, [r for r in results if r[0] != _KEPT], len(kept), convert(kept)
+
+
 def _parsed_blocks(fh: BinaryIO, spec: tuple, workers: int) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
     """Parsed blocks in file order; with several workers, at most 4 * workers blocks are in flight."""
-    classes, langs, fields, block_bytes = spec
+    classes, langs, fields, block_bytes, convert = spec
     blocks = _blocks(fh, block_bytes)
     if not (isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO)):
         # Decompression (and a pipe) overlap the parsing in a thread; a plain file is read here,
@@ -689,7 +739,8 @@ def _parsed_blocks(fh: BinaryIO, spec: tuple, workers: int) -> Iterator[Tuple[in
     try:
         if workers == 1:
             for block in blocks:
-                yield _parse_block(block, classes, langs, fields)
+                parsed = _parse_block(block, classes, langs, fields)
+                yield parsed if convert is None else _converted(parsed, convert)
             return
         # Decoding dominates, so the parent only cuts blocks and collects the small records.
         # apply_async with a bounded deque (rather than Pool.imap, whose feeder thread reads the
