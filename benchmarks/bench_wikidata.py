@@ -135,7 +135,6 @@ shutil.rmtree(out)
 print(json.dumps(result))
 """
 
-BEGIN, END = "<!-- bench_wikidata_run:begin -->", "<!-- bench_wikidata_run:end -->"
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
@@ -192,6 +191,8 @@ def main() -> None:
                    help="for .gz/.bz2 read tasks: python (in-process) and/or auto (pigz/lbzip2 when on PATH)")
     p.add_argument("--repeats", type=int, default=5, help="runs per variant (interleaved); medians reported")
     p.add_argument("--write", metavar="RESULTS.md", help="replace the marked section of this file with the results")
+    p.add_argument("--section", default="bench_wikidata_run",
+                   help="the section's marker: <!-- NAME:begin --> ... <!-- NAME:end --> (default %(default)s)")
     a = p.parse_args()
     paths = [os.path.join(a.dir, "dump.json" + s) for s in ("", ".gz", ".bz2")]
     if not all(os.path.isfile(x) for x in paths):
@@ -270,9 +271,10 @@ def main() -> None:
     print(text)
     if a.write:
         old = open(a.write, encoding="utf-8").read()
-        block = f"{BEGIN}\n{text}\n{END}"
-        if BEGIN in old:
-            new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+        begin, end = f"<!-- {a.section}:begin -->", f"<!-- {a.section}:end -->"
+        block = f"{begin}\n{text}\n{end}"
+        if begin in old:
+            new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
         else:
             new = old.rstrip("\n") + "\n\n" + block + "\n"
         with open(a.write, "w", encoding="utf-8") as f:

@@ -280,7 +280,7 @@ def test_a_field_not_asked_for_is_checked_as_json_only(tmp_path):
 
 
 def test_two_ranges_cut_anywhere_hold_each_line_once():
-    lines = [b"[", ITEMS[2], b"{bad", b"", ITEMS[4], b'{"id":5}', b"]"]
+    lines = [b"[", ITEMS[2], b"{bad", b"", ITEMS[4], ITEMS[0], b'{"id":5}', ITEMS[6], b"]"]
     data = b"\n".join(lines)  # no newline at the end
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "dump.json")
@@ -288,7 +288,8 @@ def test_two_ranges_cut_anywhere_hold_each_line_once():
             f.write(data)
         whole = wikidata._parse_range(path, 0, len(data), WIKIMEDIA_INTERNAL_CLASSES, None)
         assert whole[0] == len(lines) - 1 and [(o, i) for o, i, _ in whole[1]] == [
-            (wikidata._KEPT, 1), (wikidata._MALFORMED, 2), (wikidata._KEPT, 4), (wikidata._MALFORMED, 5)]
+            (wikidata._KEPT, 1), (wikidata._MALFORMED, 2), (wikidata._KEPT, 4), (wikidata._MALFORMED, 6)]
+        assert whole[2] == [1, 1, 0]  # ITEMS[0] filtered, ITEMS[6] not an item
         for cut in range(len(data) + 1):
             for block_bytes in (1, 5, 1 << 18):
                 head = wikidata._parse_range(path, 0, cut, WIKIMEDIA_INTERNAL_CLASSES, None, block_bytes=block_bytes)
@@ -297,6 +298,7 @@ def test_two_ranges_cut_anywhere_hold_each_line_once():
                 joined = [(o, i, _comparable((o, p))) for o, i, p in head[1]] + [
                     (o, head[0] + i, _comparable((o, p))) for o, i, p in tail[1]]
                 assert head[0] + tail[0] == whole[0], cut
+                assert [a + b for a, b in zip(head[2], tail[2])] == whole[2], cut
                 assert joined == [(o, i, _comparable((o, p))) for o, i, p in whole[1]], cut
 
 
@@ -435,13 +437,16 @@ def test_bad_decompress_option_is_rejected(tmp_path):
 def test_worker_results_unpack_to_the_same_records():
     lines = ITEMS[:30] + [b'{"id":"Q1","labels":{"en":{"value":"lone \\ud800"}}}',
                           b'{"id":"Q2","labels":{"en":{"value":123456789012345678901234567890}}}', b"{bad"]
-    result = wikidata._parse_block(b"\n".join(lines) + b"\n", WIKIMEDIA_INTERNAL_CLASSES, None)
-    for part in ([result[1][:30]], [result[1][30:31]], [result[1][31:32]], [result[1]]):
-        for results in part:
-            packed = wikidata._packed((result[0], results))
-            newlines, back = wikidata._unpacked(packed)
-            assert newlines == result[0]
-            assert [(o, i, _comparable((o, p))) for o, i, p in back] == [(o, i, _comparable((o, p))) for o, i, p in results]
-            assert all(isinstance(p, wikidata.WikidataEntity) for o, _, p in back if o == wikidata._KEPT)
-    assert wikidata._packed((0, result[1][:30]))[:1] == b"m"  # msgpack where it can
-    assert wikidata._packed((0, result[1][30:31]))[:1] == b"p"  # a pickle for a lone surrogate
+    newlines, results, counts = wikidata._parse_block(b"\n".join(lines) + b"\n", WIKIMEDIA_INTERNAL_CLASSES, None)
+    assert len(results) + sum(counts) == len(lines) and sum(counts) > 5
+    lone = [r for r in results if r[1] == 30]
+    big = [r for r in results if r[1] == 31]
+    plain = [r for r in results if r[1] < 30]
+    for part in (plain, lone, big, results):
+        packed = wikidata._packed((newlines, part, counts))
+        back_newlines, back, back_counts = wikidata._unpacked(packed)
+        assert back_newlines == newlines and back_counts == counts
+        assert [(o, i, _comparable((o, p))) for o, i, p in back] == [(o, i, _comparable((o, p))) for o, i, p in part]
+        assert all(isinstance(p, wikidata.WikidataEntity) for o, _, p in back if o == wikidata._KEPT)
+    assert wikidata._packed((0, plain, counts))[:1] == b"m"  # msgpack where it can
+    assert wikidata._packed((0, lone, counts))[:1] == b"p"  # a pickle for a lone surrogate

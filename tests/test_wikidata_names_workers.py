@@ -161,3 +161,27 @@ def test_iter_converted_gives_each_blocks_conversion_in_order(tmp_path, workers)
         list(iter_converted(path, _Fails(), workers=workers))
     with pytest.raises(TypeError, match="convert must be callable"):
         iter_converted(path, None)
+
+
+class _Dies:
+    def __call__(self, entities):
+        import os
+
+        os._exit(3)
+
+
+def test_a_worker_that_dies_is_an_error_naming_the_file_and_bytes(tmp_path):
+    path = _dump(tmp_path)
+    with pytest.raises(RuntimeError, match=r"worker died \(exit code 3\) while parsing bytes 0-\d+ of .*dump\.json"):
+        list(iter_converted(path, _Dies(), workers=2))
+
+
+def test_stopping_early_ends_the_workers(tmp_path, monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(wikidata, "RANGE_BYTES", 2000)  # more ranges than the pipes hold
+    path = _dump(tmp_path)
+    entities = iter_entities(path, workers=2)
+    assert next(entities).id == "Q1"
+    entities.close()
+    assert multiprocessing.active_children() == []

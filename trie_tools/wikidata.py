@@ -392,9 +392,11 @@ def _parse_object(view: memoryview, valid_utf8: bool, decode, classes: frozenset
 
 
 def _parse_block(block: bytes, classes: frozenset, langs: Optional[frozenset],
-                 fields: frozenset = _ALL_FIELDS) -> Tuple[int, List[Tuple[int, int, Any]]]:
-    """Parse a block of whole lines: its number of newlines, and (outcome, line index, payload) for every non-skipped line."""
+                 fields: frozenset = _ALL_FIELDS) -> Tuple[int, List[Tuple[int, int, Any]], List[int]]:
+    """Parse a block of whole lines: its number of newlines, (outcome, line index, payload) for every
+    kept or malformed line, and how many lines were filtered, not items and empty (``_COUNTED``)."""
     out: List[Tuple[int, int, Any]] = []
+    counts = [0, 0, 0]
     view = memoryview(block)
     decode = _decoder(fields)
     fast = decode is not None
@@ -421,13 +423,15 @@ def _parse_block(block: bytes, classes: frozenset, langs: Optional[frozenset],
                 outcome, payload = _parse_object(view[start:stop], valid_utf8, decode, classes, langs, fields)
             else:
                 outcome, payload = _parse_line(block[start:end], classes, langs, fields)
-            if outcome != _SKIP:
+            if outcome == _KEPT or outcome == _MALFORMED:
                 out.append((outcome, index, payload))
+            elif outcome != _SKIP:
+                counts[outcome - _FILTERED] += 1
             start, index = end + 1, index + 1
     finally:
         if collecting:
             gc.enable()
-    return index if block.endswith(b"\n") else index - 1, out
+    return index if block.endswith(b"\n") else index - 1, out, counts
 
 
 def _blocks(fh: BinaryIO, block_bytes: int) -> Iterator[bytes]:
@@ -447,7 +451,7 @@ def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Opt
                  ) -> Tuple[int, List[Tuple[int, int, Any]]]:
     """:func:`_parse_block` of the lines of a plain file that start in bytes [start, end), read by the worker
     in blocks of about `block_bytes` (a block and its lines stay in the CPU's cache)."""
-    newlines, out = 0, []
+    newlines, out, counts = 0, [], [0, 0, 0]
     with open(path, "rb") as fh:
         if start:
             fh.seek(start - 1)
@@ -460,12 +464,13 @@ def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Opt
             if not block.endswith(b"\n"):
                 block += fh.readline()
             offset += len(block)
-            lines, results = _parse_block(block, classes, langs, fields)
+            lines, results, skipped = _parse_block(block, classes, langs, fields)
             if newlines:  # every block but the file's last ends at a newline
                 results = [(outcome, newlines + index, payload) for outcome, index, payload in results]
             out.extend(results)
+            counts = [a + b for a, b in zip(counts, skipped)]
             newlines += lines
-    return newlines, out
+    return newlines, out, counts
 
 
 def _packed(result: Tuple[int, List[Tuple[int, int, Any]]]) -> bytes:
@@ -483,10 +488,10 @@ def _unpacked(data: bytes) -> tuple:
     (a conversion's tuples come back as lists from msgpack)."""
     if data[:1] == b"p":
         return pickle.loads(data[1:])
-    newlines, results, *converted = _msgpack_decode(memoryview(data)[1:])
+    newlines, results, *rest = _msgpack_decode(memoryview(data)[1:])
     make = WikidataEntity._make
     return (newlines, [(outcome, index, make(payload) if outcome == _KEPT else payload)
-                       for outcome, index, payload in results], *converted)
+                       for outcome, index, payload in results], *rest)
 
 
 # What a worker parses with, (classes, langs, fields, block_bytes, convert): set once per worker by the
@@ -683,7 +688,9 @@ def _read(path, convert, langs, classes, fields, workers, strict, stats, block_b
                    WikidataStats() if stats is None else stats, decompress)
 
 
-_COUNTER = {_FILTERED: "filtered", _NON_ITEM: "non_items", _EMPTY: "empty"}
+# The outcomes a block only counts, in the order of its counts (the stats fields they add to).
+_COUNTED = ("filtered", "non_items", "empty")
+assert (_NON_ITEM, _EMPTY) == (_FILTERED + 1, _FILTERED + 2)  # a count is at outcome - _FILTERED
 
 
 def _stream(path: PathLike, spec: tuple, workers: int, strict: bool, stats: WikidataStats,
@@ -699,33 +706,34 @@ def _stream(path: PathLike, spec: tuple, workers: int, strict: bool, stats: Wiki
         try:
             first = 1  # the number of the block's first line
             for parsed_block in parsed:
-                newlines, results = parsed_block[0], parsed_block[1]
+                newlines, results, counts = parsed_block[0], parsed_block[1], parsed_block[2]
                 for outcome, index, payload in results:
                     stats.read += 1
                     if outcome == _KEPT:
                         stats.kept += 1
                         yield payload
-                    elif outcome == _MALFORMED:
+                    else:
                         stats.malformed += 1
                         stats.problem(first + index, payload, strict=strict)
-                    else:
-                        name = _COUNTER[outcome]
-                        setattr(stats, name, getattr(stats, name) + 1)
-                if converting:  # (newlines, the lines not kept, how many were kept, their conversion)
-                    stats.read += parsed_block[2]
-                    stats.kept += parsed_block[2]
-                    yield parsed_block[3]
+                for name, count in zip(_COUNTED, counts):
+                    if count:
+                        stats.read += count
+                        setattr(stats, name, getattr(stats, name) + count)
+                if converting:  # (..., how many were kept, their conversion)
+                    stats.read += parsed_block[3]
+                    stats.kept += parsed_block[3]
+                    yield parsed_block[4]
                 first += newlines
         finally:
             parsed.close()  # stops the read-ahead thread and the workers before the file closes
             stats.log(logger)
 
 
-def _converted(parsed_block: Tuple[int, List[Tuple[int, int, Any]]], convert) -> tuple:
-    """A parsed block as (newlines, its lines not kept, the number kept, ``convert`` of the kept entities)."""
-    newlines, results = parsed_block
+def _converted(parsed_block: tuple, convert) -> tuple:
+    """A parsed block as (newlines, its malformed lines, its counts, the number kept, ``convert`` of the kept entities)."""
+    newlines, results, counts = parsed_block
     kept = [payload for outcome, _, payload in results if outcome == _KEPT]
-    return newlines, [r for r in results if r[0] != _KEPT], len(kept), convert(kept)
+    return newlines, [r for r in results if r[0] != _KEPT], counts, len(kept), convert(kept)
 
 
 def _parsed_blocks(fh: BinaryIO, spec: tuple, workers: int) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
@@ -762,15 +770,61 @@ def _parsed_blocks(fh: BinaryIO, spec: tuple, workers: int) -> Iterator[Tuple[in
 RANGE_BYTES = 4 << 20
 
 
-def _parsed_ranges(path: str, size: int, spec: tuple, workers: int
-                   ) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
-    """:func:`_parsed_blocks` for a plain file, whose workers read the byte ranges they are given."""
+def _range_worker(path: str, size: int, step: int, first: int, workers: int, spec: tuple, conn) -> None:
+    """A worker of :func:`_parsed_ranges`: ranges first, first + workers, ... of the file, each sent as bytes."""
+    try:
+        _init_worker(spec)
+        for start in range(first * step, size, workers * step):
+            conn.send_bytes(_parse_range_packed(path, start, start + step))
+    except BaseException as err:  # the parent raises it, in order
+        try:
+            data = pickle.dumps(err, pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an unpicklable exception: its type and words
+            data = pickle.dumps(RuntimeError(f"{type(err).__name__}: {err}"))
+        try:
+            conn.send_bytes(b"e" + data)
+        except (OSError, ValueError):
+            pass  # the parent has gone away
+    finally:
+        conn.close()
+
+
+def _parsed_ranges(path: str, size: int, spec: tuple, workers: int) -> Iterator[tuple]:
+    """:func:`_parsed_blocks` for a plain file, whose workers read the byte ranges they are given.
+
+    Range i goes to worker i mod `workers`, which sends its results down a pipe of its own; the
+    parent reads the pipes in turn, so results arrive in file order with no task queue, no result
+    thread and no pickling (each worker is at most a range or two ahead of the parent).
+    """
     step = max(spec[3], RANGE_BYTES)
-    with multiprocessing.get_context().Pool(workers, _init_worker, (spec,)) as pool:
-        pending: deque = deque()
-        for start in range(0, size, step):
-            pending.append(pool.apply_async(_parse_range_packed, (path, start, start + step)))
-            if len(pending) >= 4 * workers:
-                yield _unpacked(pending.popleft().get())
-        while pending:
-            yield _unpacked(pending.popleft().get())
+    count = (size + step - 1) // step
+    context = multiprocessing.get_context()
+    pipes, procs = [], []
+    try:
+        for k in range(min(workers, count)):
+            receiver, sender = context.Pipe(duplex=False)
+            proc = context.Process(target=_range_worker, args=(path, size, step, k, workers, spec, sender),
+                                   name=f"wikidata-reader-{k}", daemon=True)
+            proc.start()
+            sender.close()  # the worker's end: the parent sees EOF if the worker dies
+            pipes.append(receiver)
+            procs.append(proc)
+        for i in range(count):
+            try:
+                data = pipes[i % len(pipes)].recv_bytes()
+            except EOFError:
+                proc = procs[i % len(procs)]
+                proc.join()
+                raise RuntimeError(f"a Wikidata reader worker died (exit code {proc.exitcode}) "
+                                   f"while parsing bytes {i * step}-{(i + 1) * step} of {path}") from None
+            if data[:1] == b"e":
+                raise pickle.loads(data[1:])
+            yield _unpacked(data)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()  # stopped early (or failed): the rest of their ranges is not wanted
+        for proc in procs:
+            proc.join()
+        for receiver in pipes:
+            receiver.close()
