@@ -139,6 +139,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
+PART = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from trie_tools import wikidata
+path, part, parts = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+size = os.path.getsize(path)
+spec = (frozenset(wikidata.WIKIMEDIA_INTERNAL_CLASSES), None, frozenset(["sitelinks"]), wikidata.DEFAULT_BLOCK_BYTES)
+start, stop, step = size * part // parts, size * (part + 1) // parts, wikidata.RANGE_BYTES
+t, c = time.perf_counter(), time.process_time()
+for begin in range(start, stop, step):
+    wikidata._parse_range(path, begin, min(stop, begin + step), *spec)
+print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time() - c}))
+"""
+
+
+def independent_parts(path: str, parts: int, env: dict) -> float:
+    """Wall seconds of the sitelinks-only parse of `path` cut into `parts` processes that run at once with
+    no communication (the slowest one's): the best any reader with `parts` workers can do here now."""
+    procs = [subprocess.Popen([sys.executable, "-c", PART, REPO, path, str(k), str(parts)], env=env,
+                              stdout=subprocess.PIPE, text=True) for k in range(parts)]
+    outs = [json.loads(proc.communicate()[0]) for proc in procs]
+    if any(proc.returncode for proc in procs):
+        sys.exit("bench_wikidata: an independent part failed")
+    return max(out["seconds"] for out in outs)
+
+
 def before_tree(directory: str, commit: str) -> str:
     """``trie_tools`` and ``genre_fairseq`` at `commit`, extracted once into `directory`/before."""
     tree = os.path.join(directory, "before")
@@ -217,6 +243,7 @@ def main() -> None:
     started = datetime.datetime.now(datetime.timezone.utc)
     loads = [os.getloadavg()]
     runs = {v: [] for v in variants}
+    bound: dict = {}  # parts -> wall seconds of the parse in that many independent processes
     for _ in range(a.repeats):
         for v in variants:
             path, task, code, tree, workers, decompress = v
@@ -225,6 +252,8 @@ def main() -> None:
             if out.returncode:
                 sys.exit(f"bench_wikidata: {task} ({code}, {workers} workers) failed:\n{out.stderr[-2000:]}")
             runs[v].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for parts in [1] + [int(w) for w in a.workers.split(",") if int(w) > 1]:
+            bound.setdefault(parts, []).append(independent_parts(paths[0], parts, env))
         loads.append(os.getloadavg())
     digests = {r["digest"] for v in variants for r in runs[v] if "digest" in r}
     counts = sorted({int(w) for w in a.workers.split(",") if int(w) > 1})
@@ -238,6 +267,11 @@ def main() -> None:
              f"Dump: {items:,} items, {raw / 1e6:.1f} MB uncompressed ({raw / items / 1e3:.1f} KB a line); "
              f"medians of {a.repeats} interleaved runs, each in a fresh process. "
              + (f"Machine scaling of a pure-Python loop (after the runs): {scaling} the speed of 1. " if scaling else "")
+             + "".join(f"The same sitelinks-only parse cut into {k} processes that share nothing (no reader "
+                       f"machinery: the bound on any {k}-worker reader here) ran at "
+                       f"{statistics.median(bound[1]) / statistics.median(bound[k]):.2f}x the speed of 1 process "
+                       f"(medians {statistics.median(bound[1]):.2f} s / {statistics.median(bound[k]):.2f} s). "
+                       for k in sorted(bound) if k > 1)
              + ("The name tables written now and before are byte-identical." if len(digests) == 1 else
                 f"Name tables differ between runs ({len(digests)} digests)." if digests else ""),
              "",
