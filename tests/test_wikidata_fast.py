@@ -450,3 +450,15 @@ def test_worker_results_unpack_to_the_same_records():
         assert all(isinstance(p, wikidata.WikidataEntity) for o, _, p in back if o == wikidata._KEPT)
     assert wikidata._packed((0, plain, counts))[:1] == b"m"  # msgpack where it can
     assert wikidata._packed((0, lone, counts))[:1] == b"p"  # a pickle for a lone surrogate
+
+
+@pytest.mark.parametrize("block_bytes", [1, 5, 300, 1 << 15])
+def test_a_task_parsed_in_blocks_gives_the_blocks_records(block_bytes):
+    # _parse_chunked: what a worker does with the lines of a compressed dump it is sent
+    lines = [b"[", ITEMS[2], b"{bad", b"", ITEMS[4], ITEMS[0], b'{"id":5}', ITEMS[6]] + ITEMS[7:20] + [b"]"]
+    for data in (b"\n".join(lines), b"\n".join(lines) + b"\n"):
+        whole = wikidata._parse_block(data, WIKIMEDIA_INTERNAL_CLASSES, None)
+        chunked = wikidata._parse_chunked(data, WIKIMEDIA_INTERNAL_CLASSES, None, wikidata._ALL_FIELDS, block_bytes)
+        assert chunked[0] == whole[0] and chunked[2] == whole[2]
+        assert [(o, i, _comparable((o, p))) for o, i, p in chunked[1]] == [
+            (o, i, _comparable((o, p))) for o, i, p in whole[1]]

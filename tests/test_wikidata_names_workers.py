@@ -185,3 +185,17 @@ def test_stopping_early_ends_the_workers(tmp_path, monkeypatch):
     assert next(entities).id == "Q1"
     entities.close()
     assert multiprocessing.active_children() == []
+
+
+def test_a_compressed_dump_read_by_workers_in_tasks_gives_the_same_records(tmp_path, monkeypatch):
+    import gzip
+
+    path = _dump(tmp_path)
+    packed = tmp_path / "dump.json.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    serial = _run(path, ("titles", "labels"), REDIRECTS, True)
+    monkeypatch.setattr(wikidata, "RANGE_BYTES", 3000)  # the parent sends tasks of ~3000 bytes
+    parallel = _run(packed, ("titles", "labels"), REDIRECTS, True, workers=2)
+    assert parallel[0] == serial[0] and parallel[1] == serial[1] and parallel[3] == serial[3]
+    assert all(parallel[2].get(r[0]) == serial[2].get(r[0]) for r in serial[0])
+    assert parallel[4].counts() == serial[4].counts() and parallel[4].examples == serial[4].examples

@@ -446,6 +446,35 @@ def _blocks(fh: BinaryIO, block_bytes: int) -> Iterator[bytes]:
         yield block
 
 
+def _add_block(parsed: tuple, lines: int, results: list, skipped: List[int]) -> int:
+    """Append a block's `results` and `skipped` counts to `parsed` = (out, counts), its indices shifted by
+    the `lines` before it; return the lines after it."""
+    out, counts = parsed
+    if lines:  # every block but the file's last ends at a newline
+        results = [(outcome, lines + index, payload) for outcome, index, payload in results]
+    out.extend(results)
+    for k, count in enumerate(skipped):
+        counts[k] += count
+    return lines
+
+
+def _parse_chunked(data: bytes, classes: frozenset, langs: Optional[frozenset], fields: frozenset,
+                   block_bytes: int) -> Tuple[int, List[Tuple[int, int, Any]], List[int]]:
+    """:func:`_parse_block` of whole lines in `data`, parsed in blocks of about `block_bytes` (a task of a
+    worker that is sent its lines, from a compressed dump)."""
+    out: List[Tuple[int, int, Any]] = []
+    counts = [0, 0, 0]
+    newlines, start, size = 0, 0, len(data)
+    while start < size:
+        end = data.find(b"\n", min(start + block_bytes, size) - 1)
+        end = size if end < 0 else end + 1
+        lines, results, skipped = _parse_block(data[start:end], classes, langs, fields)
+        _add_block((out, counts), newlines, results, skipped)
+        newlines += lines
+        start = end
+    return newlines, out, counts
+
+
 def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Optional[frozenset],
                  fields: frozenset = _ALL_FIELDS, block_bytes: int = DEFAULT_BLOCK_BYTES
                  ) -> Tuple[int, List[Tuple[int, int, Any]]]:
@@ -465,10 +494,7 @@ def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Opt
                 block += fh.readline()
             offset += len(block)
             lines, results, skipped = _parse_block(block, classes, langs, fields)
-            if newlines:  # every block but the file's last ends at a newline
-                results = [(outcome, newlines + index, payload) for outcome, index, payload in results]
-            out.extend(results)
-            counts = [a + b for a, b in zip(counts, skipped)]
+            _add_block((out, counts), newlines, results, skipped)
             newlines += lines
     return newlines, out, counts
 
@@ -505,9 +531,9 @@ def _init_worker(spec: tuple) -> None:
 
 
 def _parse_block_packed(block: bytes) -> bytes:
-    """:func:`_parse_block` in a worker."""
-    classes, langs, fields, _, convert = _worker_spec
-    parsed = _parse_block(block, classes, langs, fields)
+    """:func:`_parse_chunked` in a worker."""
+    classes, langs, fields, block_bytes, convert = _worker_spec
+    parsed = _parse_chunked(block, classes, langs, fields, block_bytes)
     return _packed(parsed if convert is None else _converted(parsed, convert))
 
 
@@ -739,7 +765,9 @@ def _converted(parsed_block: tuple, convert) -> tuple:
 def _parsed_blocks(fh: BinaryIO, spec: tuple, workers: int) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
     """Parsed blocks in file order; with several workers, at most 4 * workers blocks are in flight."""
     classes, langs, fields, block_bytes, convert = spec
-    blocks = _blocks(fh, block_bytes)
+    # Workers are sent tasks of RANGE_BYTES (which they parse in blocks of block_bytes): the pool's
+    # cost per task stays small beside the parsing.
+    blocks = _blocks(fh, block_bytes if workers == 1 else max(block_bytes, RANGE_BYTES))
     if not (isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO)):
         # Decompression (and a pipe) overlap the parsing in a thread; a plain file is read here,
         # where the block is still in the CPU's cache when it is parsed (the kernel reads ahead).
