@@ -304,7 +304,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if a.write:
-        old = open(a.write, encoding="utf-8").read()
+        old = open(a.write, encoding="utf-8").read() if os.path.exists(a.write) else "# Benchmark results\n"
         begin, end = f"<!-- {a.section}:begin -->", f"<!-- {a.section}:end -->"
         block = f"{begin}\n{text}\n{end}"
         if begin in old:

@@ -25,6 +25,7 @@ import gc
 import io
 import json
 import logging
+import mmap
 import multiprocessing
 import operator
 import os
@@ -391,30 +392,41 @@ def _parse_object(view: memoryview, valid_utf8: bool, decode, classes: frozenset
     return _parse_full(bytes(view), classes, langs, fields)
 
 
-def _parse_block(block: bytes, classes: frozenset, langs: Optional[frozenset],
-                 fields: frozenset = _ALL_FIELDS) -> Tuple[int, List[Tuple[int, int, Any]], List[int]]:
+def _parse_block(block: Union[bytes, mmap.mmap], classes: frozenset, langs: Optional[frozenset],
+                 fields: frozenset = _ALL_FIELDS, lo: int = 0, hi: Optional[int] = None,
+                 view: Optional[memoryview] = None) -> Tuple[int, List[Tuple[int, int, Any]], List[int]]:
     """Parse a block of whole lines: its number of newlines, (outcome, line index, payload) for every
-    kept or malformed line, and how many lines were filtered, not items and empty (``_COUNTED``)."""
+    kept or malformed line, and how many lines were filtered, not items and empty (``_COUNTED``).
+
+    The block is `block` (bytes), or bytes [lo, hi) of a mapped file with `view` its memoryview
+    (indices then count from `lo`).
+    """
     out: List[Tuple[int, int, Any]] = []
     counts = [0, 0, 0]
-    view = memoryview(block)
+    size = len(block) if hi is None else hi
+    if view is None:
+        view = memoryview(block)
     decode = _decoder(fields)
     fast = decode is not None
-    valid_utf8 = block.isascii()
-    if fast and not valid_utf8:
+    valid_utf8 = False
+    if fast:
         try:  # lines are cut at newlines, so each line of a valid block is valid
-            block.decode("utf-8")
+            if block.__class__ is bytes:
+                if not block.isascii():
+                    block.decode("utf-8")
+            else:
+                codecs.utf_8_decode(view[lo:size], "strict", True)
             valid_utf8 = True
         except UnicodeDecodeError:
             pass
-    start, size, index = 0, len(block), 0
+    start, index = lo, 0
     # The records and the parsed lines hold no reference cycles: the cyclic collector, which would
     # run every few hundred objects and find nothing, is paused for the block (10% of the time).
     collecting = gc.isenabled()
     gc.disable()
     try:
         while start < size:
-            end = block.find(b"\n", start)
+            end = block.find(b"\n", start, size)
             if end < 0:
                 end = size
             stop = end - 1 if end > start and block[end - 1] == 44 else end  # 44: ","
@@ -431,7 +443,36 @@ def _parse_block(block: bytes, classes: frozenset, langs: Optional[frozenset],
     finally:
         if collecting:
             gc.enable()
-    return index if block.endswith(b"\n") else index - 1, out, counts
+    return index if size > lo and block[size - 1] == 10 else index - 1, out, counts
+
+
+def _mapped(path: str, start: int, end: Optional[int], block_bytes: int, parse) -> Iterator[Any]:
+    """``parse(mm, view, lo, hi)`` for each block of whole lines of a plain file that start in bytes
+    [start, end) (to its end if `end` is None), blocks of about `block_bytes`, read through a memory
+    map: the kernel's pages are parsed where they are, without a copy into the process."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return
+        # (A file that shrinks while it is mapped ends the process with SIGBUS, as any mmap reader.)
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        view = memoryview(mm)
+        try:
+            end = size if end is None else min(end, size)
+            pos = 0
+            if start:  # the line that starts before `start` is the previous range's
+                pos = mm.find(b"\n", start - 1)
+                pos = size if pos < 0 else pos + 1
+            while pos < end:
+                cut = mm.find(b"\n", min(pos + block_bytes, end) - 1)
+                cut = size if cut < 0 else cut + 1
+                yield parse(mm, view, pos, cut)
+                pos = cut
+        finally:
+            view.release()
+    finally:
+        mm.close()
 
 
 def _blocks(fh: BinaryIO, block_bytes: int) -> Iterator[bytes]:
@@ -477,25 +518,16 @@ def _parse_chunked(data: bytes, classes: frozenset, langs: Optional[frozenset], 
 
 def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Optional[frozenset],
                  fields: frozenset = _ALL_FIELDS, block_bytes: int = DEFAULT_BLOCK_BYTES
-                 ) -> Tuple[int, List[Tuple[int, int, Any]]]:
+                 ) -> Tuple[int, List[Tuple[int, int, Any]], List[int]]:
     """:func:`_parse_block` of the lines of a plain file that start in bytes [start, end), read by the worker
     in blocks of about `block_bytes` (a block and its lines stay in the CPU's cache)."""
-    newlines, out, counts = 0, [], [0, 0, 0]
-    with open(path, "rb") as fh:
-        if start:
-            fh.seek(start - 1)
-            fh.readline()  # the line that starts before `start` is the previous range's
-        offset = fh.tell()
-        while offset < end:
-            block = fh.read(min(block_bytes, end - offset))
-            if not block:
-                break
-            if not block.endswith(b"\n"):
-                block += fh.readline()
-            offset += len(block)
-            lines, results, skipped = _parse_block(block, classes, langs, fields)
-            _add_block((out, counts), newlines, results, skipped)
-            newlines += lines
+    out: List[Tuple[int, int, Any]] = []
+    counts = [0, 0, 0]
+    newlines = 0
+    parse = lambda mm, view, lo, hi: _parse_block(mm, classes, langs, fields, lo, hi, view)  # noqa: E731
+    for lines, results, skipped in _mapped(path, start, end, block_bytes, parse):
+        _add_block((out, counts), newlines, results, skipped)
+        newlines += lines
     return newlines, out, counts
 
 
@@ -724,9 +756,12 @@ def _stream(path: PathLike, spec: tuple, workers: int, strict: bool, stats: Wiki
     stats.path = str(path)
     converting = spec[4] is not None
     with _open_dump(path, decompress) as fh:
-        if workers > 1 and isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO):
+        plain = isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO)
+        if plain and workers > 1:
             # a plain file: each worker reads its own byte ranges, the parent only collects records
             parsed = _parsed_ranges(os.fspath(path), os.path.getsize(path), spec, workers)
+        elif plain:
+            parsed = _parsed_mapped(os.fspath(path), spec)
         else:
             parsed = _parsed_blocks(fh, spec, workers)
         try:
@@ -760,6 +795,17 @@ def _converted(parsed_block: tuple, convert) -> tuple:
     newlines, results, counts = parsed_block
     kept = [payload for outcome, _, payload in results if outcome == _KEPT]
     return newlines, [r for r in results if r[0] != _KEPT], counts, len(kept), convert(kept)
+
+
+def _parsed_mapped(path: str, spec: tuple) -> Iterator[tuple]:
+    """:func:`_parsed_blocks` of a plain file in this process, through a memory map."""
+    classes, langs, fields, block_bytes, convert = spec
+
+    def parse(mm, view, lo, hi):
+        parsed = _parse_block(mm, classes, langs, fields, lo, hi, view)
+        return parsed if convert is None else _converted(parsed, convert)
+
+    return _mapped(path, 0, None, block_bytes, parse)
 
 
 def _parsed_blocks(fh: BinaryIO, spec: tuple, workers: int) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
