@@ -50,7 +50,9 @@ def _dump(tmp_path, n=300):
     return path
 
 
-REDIRECTS = {"en": {"N5 3": ["Five three", "tab\tredirect"]}, "de": {"N8 1": ["Acht"]}}
+# Titles of the dump above; "ok name" is the title of several items, "tab\there" is not storable.
+REDIRECTS = {"es": {"N1 3": ["Five three", "tab\tredirect"], "ok name": [" spaced ", "Okay"]},
+             "de": {"N4 7": ["Vier"]}, "zh": {"tab\there": ["from a bad title"]}}
 
 
 def _reference(path, sources, redirects, with_mentions):
@@ -199,3 +201,24 @@ def test_a_compressed_dump_read_by_workers_in_tasks_gives_the_same_records(tmp_p
     assert parallel[0] == serial[0] and parallel[1] == serial[1] and parallel[3] == serial[3]
     assert all(parallel[2].get(r[0]) == serial[2].get(r[0]) for r in serial[0])
     assert parallel[4].counts() == serial[4].counts() and parallel[4].examples == serial[4].examples
+
+
+def test_with_redirects_the_records_are_made_in_the_parent(tmp_path, monkeypatch):
+    # a forked worker that looked up the redirect maps would copy their pages: they stay in the parent
+    import os
+
+    from trie_tools import names
+
+    parent, call = os.getpid(), names._EntityNames.__call__
+
+    def only_in_parent(self, entities):
+        assert os.getpid() == parent, "records made in a worker"
+        return call(self, entities)
+
+    monkeypatch.setattr(names._EntityNames, "__call__", only_in_parent)
+    path = _dump(tmp_path)
+    serial = _run(path, ("titles", "redirects"), REDIRECTS, False)
+    parallel = _run(path, ("titles", "redirects"), REDIRECTS, False, workers=2)
+    assert parallel[0] == serial[0] and parallel[3] == serial[3] and any(r[2] == "Five three" for r in serial[0])
+    with pytest.raises(Exception, match="records made in a worker"):
+        _run(path, ("titles",), {}, False, workers=2)

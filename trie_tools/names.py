@@ -44,7 +44,7 @@ import os
 import re
 import tempfile
 from collections import defaultdict
-from itertools import chain
+from itertools import chain, islice
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -57,7 +57,7 @@ from genre_fairseq.name_table import MentionTable, NameTable, text_problem
 
 from ._io import InputError, PathLike, open_binary
 from .custom_kb import CustomKBStats, iter_custom_kb
-from .wikidata import WIKIMEDIA_INTERNAL_CLASSES, WikidataEntity, WikidataStats, iter_converted
+from .wikidata import WIKIMEDIA_INTERNAL_CLASSES, WikidataEntity, WikidataStats, iter_converted, iter_entities
 from .wikipedia import RedirectStats, read_redirect_map
 
 __all__ = ["DEFAULT_SOURCES", "SOURCES", "AnchorStats", "EntityPrior", "NamesStats", "SitelinkCounts", "canonical_table",
@@ -222,6 +222,16 @@ class _EntityNames:
                 (stats.entities, stats.kept, stats.no_names, stats.names, stats.skipped, by_source, stats.examples))
 
 
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items (the last one shorter)."""
+    items = iter(items)
+    while True:
+        batch = list(islice(items, size))
+        if not batch:
+            return
+        yield batch
+
+
 def wikidata_names(
     dump: PathLike,
     *,
@@ -241,8 +251,8 @@ def wikidata_names(
     ``redirects`` maps a language to ``redirects_by_target`` of its wiki. Every name read, from
     any source, is also appended to ``mentions`` as ``(name, qid)`` when a list is given.
     ``sitelinks``, if given, receives each kept item's number of sitelinks (those not zero).
-    With ``workers > 1`` the records are made in the worker processes that parse the dump (with
-    the ``fork`` start method they share ``redirects``; otherwise each receives a copy once).
+    With ``workers > 1`` the records are made in the worker processes that parse the dump, unless
+    ``redirects`` are given: those maps stay in this process, which then makes the records.
     """
     unknown = set(sources) - set(SOURCES)
     if unknown:
@@ -256,9 +266,14 @@ def wikidata_names(
     every = mentions is not None
     fields = ["sitelinks"] + [f for f in ("labels", "aliases") if every or f in want]
     convert = _EntityNames(want, every, redirects or {}, strict)
-    for records, pairs, links, block_stats in iter_converted(
-            dump, convert, langs=langs, classes=classes, fields=fields, workers=workers, strict=strict,
-            stats=dump_stats):
+    options = dict(langs=langs, classes=classes, fields=fields, workers=workers, strict=strict, stats=dump_stats)
+    if redirects and workers > 1:
+        # The redirect maps stay in this process: a forked worker would copy every page of them that
+        # its lookups touch (reference counts), up to a copy of the maps per worker.
+        blocks = map(convert, _batches(iter_entities(dump, **options), 256))
+    else:
+        blocks = iter_converted(dump, convert, **options)
+    for records, pairs, links, block_stats in blocks:
         stats.merge(block_stats)
         if every:
             if isinstance(mentions, (list, _MentionSpool)):
