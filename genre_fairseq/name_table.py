@@ -232,7 +232,7 @@ def _name_lines(records: Iterable[tuple], first_primary: bool = False) -> Iterat
             flag = b"\t%012d\n" % index
         try:
             if entity_id != last_id:
-                prefix, last_id = None, None
+                last_id = None  # until the prefix is made: _rule_prefix raises on a non-str id
                 prefix, last_id = _rule_prefix(entity_id) + "\t", entity_id
             line = (prefix + lang + _SEP + name).encode("utf-8") + flag
             ok = entity_id and name and _CONTROL.search(entity_id + lang + name) is None
@@ -762,6 +762,53 @@ def _links(lines: Iterable[bytes], keys_f, ents_f, link_rank: array, link_primar
     return len(link_rank), rank + 1
 
 
+def _links_first_primary(lines: Iterable[bytes], keys_f, ents_f, link_rank: array, link_primary: bytearray,
+                         digest) -> tuple[int, int]:
+    """:func:`_links` for spool lines whose last field is the record's ordinal (``first_primary``).
+
+    The first record of each (entity, lang) in input order is its primary name: the links of a group
+    enter the fingerprint once the group is complete (its first record known).
+    """
+    rank = -1
+    previous = previous_link = group = None
+    entity = b""
+    pending: list[bytes] = []  # the keys of the current (entity, lang), their flags still open
+    first_ord, first_at = b"", 0
+
+    def close_group() -> None:
+        if pending:
+            link_primary[first_at] = 1
+        start = len(link_primary) - len(pending)
+        for i, key in enumerate(pending):
+            digest.update(b"%s\t%s\t%d\n" % (entity, key, link_primary[start + i]))
+        pending.clear()
+
+    for line in lines:
+        link, _, flag = line.rpartition(b"\t")
+        rule, _, key = link.partition(b"\t")
+        lang_of = key.partition(b"\x1f")[0]
+        if (rule, lang_of) != group:
+            close_group()
+            group, first_ord, first_at = (rule, lang_of), flag, len(link_primary)
+        elif flag < first_ord:  # the same width: byte order is number order
+            first_ord, first_at = flag, len(link_primary) - (link == previous_link)
+        if link == previous_link:
+            continue
+        previous_link = link
+        if rule != previous:
+            close_group()
+            previous = rule
+            rank += 1
+            entity = _rule_entity(rule)
+            ents_f.write(entity + b"\n")
+        keys_f.write(key + b"\n")
+        link_rank.append(rank)
+        link_primary.append(0)
+        pending.append(key)
+    close_group()
+    return len(link_rank), rank + 1
+
+
 class NameTable(_Table):
     """(lang, name) <-> entity ids, N-to-1 both ways, memory-mapped from one file."""
 
@@ -793,60 +840,10 @@ class NameTable(_Table):
             link_rank = array("I")  # id-rule rank of the entity of every link
             link_primary = bytearray()  # 1 when the link is a primary name
             digest = hashlib.blake2b(b"genre_fairseq names\n", digest_size=16)
-            rank = -1
-            previous = previous_link = None
-            entity = b""
-            # Links whose flag is still open: with first_primary, those of the current (entity, lang);
-            # they enter the digest once the group is complete (its first record known).
-            pending: list[bytes] = []
-            group = None
-            first_ord, first_at = b"", 0
-
-            def close_group() -> None:
-                if first_primary and pending:
-                    link_primary[first_at] = 1
-                start = len(link_primary) - len(pending)
-                for i, key in enumerate(pending):
-                    digest.update(b"%s\t%s\t%d\n" % (entity, key, link_primary[start + i]))
-                pending.clear()
-
             with open(keys_path, "wb") as keys_f, open(ents_path, "wb") as ents_f:
                 lines = _sorted_unique(_name_lines(records, first_primary), tmp, chunk_size)
-                if not first_primary:  # the common case, written out: a link's flag is known at the next link
-                    n_links, n_entities = _links(lines, keys_f, ents_f, link_rank, link_primary, digest)
-                    lines = ()
-                for line in lines:
-                    link, _, flag = line.rpartition(b"\t")
-                    rule, _, key = link.partition(b"\t")
-                    if first_primary:
-                        lang_of = key.partition(b"\x1f")[0]
-                        if (rule, lang_of) != group:
-                            close_group()
-                            group, first_ord, first_at = (rule, lang_of), flag, len(link_primary)
-                        elif flag < first_ord:  # the same width: byte order is number order
-                            first_ord, first_at = flag, len(link_primary) - (link == previous_link)
-                        if link == previous_link:
-                            continue
-                    elif link == previous_link:
-                        # The same link as primary and not: "\t0" sorts first, so this one is "\t1".
-                        link_primary[-1] = 1
-                        continue
-                    else:
-                        close_group()
-                    previous_link = link
-                    if rule != previous:
-                        close_group()
-                        previous = rule
-                        rank += 1
-                        entity = _rule_entity(rule)
-                        ents_f.write(entity + b"\n")
-                    keys_f.write(key + b"\n")
-                    link_rank.append(rank)
-                    link_primary.append(0 if first_primary else flag == b"1\n")
-                    pending.append(key)
-                close_group()
-            if first_primary:
-                n_links, n_entities = len(link_rank), rank + 1
+                links = _links_first_primary if first_primary else _links
+                n_links, n_entities = links(lines, keys_f, ents_f, link_rank, link_primary, digest)
             ent_rank = np.frombuffer(link_rank, dtype=np.uint32) if n_links else np.zeros(0, np.uint32)
 
             n_keys, key_id = _spool_trie(keys_path, n_links)
@@ -875,8 +872,7 @@ class NameTable(_Table):
             rev_keys = _smallest(key_id[order], n_keys)
             primary = np.frombuffer(bytes(link_primary), dtype=np.uint8) if n_links else np.zeros(0, np.uint8)
             rev_primary = np.packbits(primary[order], bitorder="little")
-            del primary
-            link_primary = pending = None  # (close_group, which reads them, is done)
+            del primary, link_primary
             rev_offsets = _smallest(_csr_offsets(link_ent, n_entities), n_links)
             del order, link_ent, key_id
 
