@@ -446,6 +446,29 @@ def _parse_block(block: Union[bytes, mmap.mmap], classes: frozenset, langs: Opti
     return index if size > lo and block[size - 1] == 10 else index - 1, out, counts
 
 
+def _cuts(buffer, pos: int, end: int, size: int, block_bytes: int) -> Iterator[Tuple[int, int]]:
+    """(lo, hi) of the blocks of whole lines of `buffer` (bytes or a map of `size` bytes) that start in
+    [pos, end): each of about `block_bytes`, ending after a newline (the last may end at `size`)."""
+    while pos < end:
+        cut = buffer.find(b"\n", min(pos + block_bytes, end) - 1)
+        cut = size if cut < 0 else cut + 1
+        yield pos, cut
+        pos = cut
+
+
+def _joined(blocks: Iterable[tuple]) -> Tuple[int, List[Tuple[int, int, Any]], List[int]]:
+    """The parsed `blocks` of consecutive lines as one: newlines added, line indices shifted, counts summed."""
+    newlines, out, counts = 0, [], [0, 0, 0]
+    for lines, results, skipped in blocks:
+        if newlines:  # every block but the file's last ends at a newline
+            results = [(outcome, newlines + index, payload) for outcome, index, payload in results]
+        out.extend(results)
+        for k, count in enumerate(skipped):
+            counts[k] += count
+        newlines += lines
+    return newlines, out, counts
+
+
 def _mapped(path: str, start: int, end: Optional[int], block_bytes: int, parse) -> Iterator[Any]:
     """``parse(mm, view, lo, hi)`` for each block of whole lines of a plain file that start in bytes
     [start, end) (to its end if `end` is None), blocks of about `block_bytes`, read through a memory
@@ -464,11 +487,8 @@ def _mapped(path: str, start: int, end: Optional[int], block_bytes: int, parse) 
             if start:  # the line that starts before `start` is the previous range's
                 pos = mm.find(b"\n", start - 1)
                 pos = size if pos < 0 else pos + 1
-            while pos < end:
-                cut = mm.find(b"\n", min(pos + block_bytes, end) - 1)
-                cut = size if cut < 0 else cut + 1
-                yield parse(mm, view, pos, cut)
-                pos = cut
+            for lo, hi in _cuts(mm, pos, end, size, block_bytes):
+                yield parse(mm, view, lo, hi)
         finally:
             view.release()
     finally:
@@ -487,33 +507,13 @@ def _blocks(fh: BinaryIO, block_bytes: int) -> Iterator[bytes]:
         yield block
 
 
-def _add_block(parsed: tuple, lines: int, results: list, skipped: List[int]) -> int:
-    """Append a block's `results` and `skipped` counts to `parsed` = (out, counts), its indices shifted by
-    the `lines` before it; return the lines after it."""
-    out, counts = parsed
-    if lines:  # every block but the file's last ends at a newline
-        results = [(outcome, lines + index, payload) for outcome, index, payload in results]
-    out.extend(results)
-    for k, count in enumerate(skipped):
-        counts[k] += count
-    return lines
-
-
 def _parse_chunked(data: bytes, classes: frozenset, langs: Optional[frozenset], fields: frozenset,
                    block_bytes: int) -> Tuple[int, List[Tuple[int, int, Any]], List[int]]:
     """:func:`_parse_block` of whole lines in `data`, parsed in blocks of about `block_bytes` (a task of a
     worker that is sent its lines, from a compressed dump)."""
-    out: List[Tuple[int, int, Any]] = []
-    counts = [0, 0, 0]
-    newlines, start, size = 0, 0, len(data)
-    while start < size:
-        end = data.find(b"\n", min(start + block_bytes, size) - 1)
-        end = size if end < 0 else end + 1
-        lines, results, skipped = _parse_block(data[start:end], classes, langs, fields)
-        _add_block((out, counts), newlines, results, skipped)
-        newlines += lines
-        start = end
-    return newlines, out, counts
+    size = len(data)
+    return _joined(_parse_block(data[lo:hi], classes, langs, fields)
+                   for lo, hi in _cuts(data, 0, size, size, block_bytes))
 
 
 def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Optional[frozenset],
@@ -521,14 +521,8 @@ def _parse_range(path: str, start: int, end: int, classes: frozenset, langs: Opt
                  ) -> Tuple[int, List[Tuple[int, int, Any]], List[int]]:
     """:func:`_parse_block` of the lines of a plain file that start in bytes [start, end), read by the worker
     in blocks of about `block_bytes` (a block and its lines stay in the CPU's cache)."""
-    out: List[Tuple[int, int, Any]] = []
-    counts = [0, 0, 0]
-    newlines = 0
-    parse = lambda mm, view, lo, hi: _parse_block(mm, classes, langs, fields, lo, hi, view)  # noqa: E731
-    for lines, results, skipped in _mapped(path, start, end, block_bytes, parse):
-        _add_block((out, counts), newlines, results, skipped)
-        newlines += lines
-    return newlines, out, counts
+    return _joined(_mapped(path, start, end, block_bytes,
+                           lambda mm, view, lo, hi: _parse_block(mm, classes, langs, fields, lo, hi, view)))
 
 
 def _packed(result: Tuple[int, List[Tuple[int, int, Any]]]) -> bytes:
@@ -552,8 +546,8 @@ def _unpacked(data: bytes) -> tuple:
                        for outcome, index, payload in results], *rest)
 
 
-# What a worker parses with, (classes, langs, fields, block_bytes, convert): set once per worker by the
-# pool's initializer, not pickled with every task.
+# What a worker parses with, (classes, langs, fields, block_bytes, convert): set once per worker (by the
+# pool's initializer, or by _range_worker), not sent with every task.
 _worker_spec: Optional[tuple] = None
 
 
@@ -809,15 +803,14 @@ def _parsed_mapped(path: str, spec: tuple) -> Iterator[tuple]:
 
 
 def _parsed_blocks(fh: BinaryIO, spec: tuple, workers: int) -> Iterator[Tuple[int, List[Tuple[int, int, Any]]]]:
-    """Parsed blocks in file order; with several workers, at most 4 * workers blocks are in flight."""
+    """Parsed blocks of a compressed dump or a pipe, in file order; with several workers, at most
+    4 * workers blocks are in flight."""
     classes, langs, fields, block_bytes, convert = spec
     # Workers are sent tasks of RANGE_BYTES (which they parse in blocks of block_bytes): the pool's
     # cost per task stays small beside the parsing.
-    blocks = _blocks(fh, block_bytes if workers == 1 else max(block_bytes, RANGE_BYTES))
-    if not (isinstance(fh, io.BufferedReader) and isinstance(fh.raw, io.FileIO)):
-        # Decompression (and a pipe) overlap the parsing in a thread; a plain file is read here,
-        # where the block is still in the CPU's cache when it is parsed (the kernel reads ahead).
-        blocks = _read_ahead(blocks, 4)
+    # Decompression (and a pipe) overlap the parsing in a thread. (A plain file does not come here:
+    # it is mapped, by this process or by the workers.)
+    blocks = _read_ahead(_blocks(fh, block_bytes if workers == 1 else max(block_bytes, RANGE_BYTES)), 4)
     try:
         if workers == 1:
             for block in blocks:
