@@ -220,6 +220,10 @@ def main() -> None:
     p.add_argument("--section", default="bench_wikidata_run",
                    help="the section's marker: <!-- NAME:begin --> ... <!-- NAME:end --> (default %(default)s)")
     a = p.parse_args()
+    if a.sitelink_share is not None and not 0 <= a.sitelink_share <= 1:
+        p.error(f"--sitelink-share must be between 0 and 1, got {a.sitelink_share}")
+    if a.items < 1 or a.repeats < 1:
+        p.error("--items and --repeats must be at least 1")
     paths = [os.path.join(a.dir, "dump.json" + s) for s in ("", ".gz", ".bz2")]
     if not all(os.path.isfile(x) for x in paths):
         paths = write_dump(a.dir, a.items, a.sitelink_share)
