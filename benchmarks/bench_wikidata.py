@@ -225,8 +225,14 @@ def main() -> None:
     if a.items < 1 or a.repeats < 1:
         p.error("--items and --repeats must be at least 1")
     paths = [os.path.join(a.dir, "dump.json" + s) for s in ("", ".gz", ".bz2")]
-    if not all(os.path.isfile(x) for x in paths):
+    # A dump already in --dir is reused only if it was written with the same --items and --sitelink-share.
+    params_path = os.path.join(a.dir, "dump.params.json")
+    params = {"items": a.items, "sitelink_share": a.sitelink_share}
+    written = json.load(open(params_path)) if os.path.isfile(params_path) else None
+    if written != params or not all(os.path.isfile(x) for x in paths):
         paths = write_dump(a.dir, a.items, a.sitelink_share)
+        with open(params_path, "w") as f:
+            json.dump(params, f)
     raw = os.path.getsize(paths[0])  # the uncompressed size, whichever files are read
     files = a.files.split(",")
     paths = [x for x, kind in zip(paths, ("json", "gz", "bz2")) if kind in files]
