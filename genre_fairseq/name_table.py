@@ -118,6 +118,7 @@ import struct
 import tempfile
 import zlib
 from array import array
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 import marisa_trie
@@ -245,6 +246,39 @@ def _name_lines(records: Iterable[tuple], first_primary: bool = False) -> Iterat
         yield line
 
 
+def encode_records(records: Iterable[tuple]) -> list[bytes]:
+    """``(entity_id, lang, name, primary)`` records, checked as :meth:`NameTable.build` checks them,
+    as the lines :meth:`NameTable.build_encoded` takes (a worker process can make them)."""
+    return list(_name_lines(records))
+
+
+def _checked_batches(batches: Iterable[list[bytes]]) -> Iterator[list[bytes]]:
+    """`batches` for :meth:`NameTable.build_encoded`, each checked to be a list of lines shaped as
+    :func:`encode_records` makes them (two tabs, a flag, a newline), by counts over the batch."""
+    for index, batch in enumerate(batches):
+        if batch.__class__ is not list:
+            raise ValueError(f"encoded batch #{index}: expected a list of lines, not {type(batch).__name__}")
+        try:
+            joined = b"".join(batch)
+        except TypeError:
+            raise ValueError(f"encoded batch #{index}: every line must be bytes") from None
+        n = len(batch)
+        if not (joined.count(b"\n") == n and joined.count(b"\t") == 2 * n
+                and joined.count(b"\t0\n") + joined.count(b"\t1\n") == n and joined.endswith(b"\n" if n else b"")):
+            raise ValueError(f"encoded batch #{index}: a line not made by encode_records")
+        yield batch
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items (the last one shorter)."""
+    items = iter(items)
+    while True:
+        batch = list(islice(items, size))
+        if not batch:
+            return
+        yield batch
+
+
 def _mention_lines(items: Iterable[tuple[str, str, int]]) -> Iterator[tuple[bytes, int]]:
     """Validate mention items and encode each as (``mention \\t rule``, count)."""
     for index, item in enumerate(items):
@@ -275,20 +309,31 @@ def _write_run(lines: list[bytes], tmp_dir: str, runs: list[str]) -> None:
     runs.append(path)
 
 
-def _sorted_unique(lines: Iterable[bytes], tmp_dir: str, chunk_size: int) -> Iterator[bytes]:
-    """The distinct lines in byte order; sorted runs of ``chunk_size`` lines spill to disk."""
+def _distinct_sorted(lines: list[bytes]) -> list[bytes]:
+    """The distinct `lines` in byte order.
+
+    ``dict.fromkeys`` drops repeats and keeps the input order, where a set would scramble it: records
+    come grouped by entity and mostly in id order, so the sort finds long runs and merges them
+    (286k Wikidata lines: 0.07 s, against 0.28 s for ``sorted(set(...))``).
+    """
+    return sorted(dict.fromkeys(lines))
+
+
+def _sorted_unique(batches: Iterable[list[bytes]], tmp_dir: str, chunk_size: int) -> Iterator[bytes]:
+    """The distinct lines of `batches` (lists of lines) in byte order; sorted runs of ``chunk_size``
+    lines or more (up to a batch beyond) spill to disk."""
     runs: list[str] = []
     buf: list[bytes] = []
-    for line in lines:
-        buf.append(line)
+    for batch in batches:
+        buf += batch
         if len(buf) >= chunk_size:
-            _write_run(sorted(set(buf)), tmp_dir, runs)
+            _write_run(_distinct_sorted(buf), tmp_dir, runs)
             buf = []
     if not runs:
-        yield from sorted(set(buf))
+        yield from _distinct_sorted(buf)
         return
     if buf:
-        _write_run(sorted(set(buf)), tmp_dir, runs)
+        _write_run(_distinct_sorted(buf), tmp_dir, runs)
     del buf
     files = [open(path, "rb") for path in runs]
     try:
@@ -833,6 +878,25 @@ class NameTable(_Table):
         entity ids in id-rule order and returns them in the order ``ids()`` gives (e.g. by a prior);
         a reordered key enters the fingerprint.
         """
+        batches = _batched(_name_lines(records, first_primary), max(1, min(chunk_size, 4096)))
+        NameTable._build(batches, path, meta=meta, tmp_dir=tmp_dir, chunk_size=chunk_size, order_ids=order_ids,
+                         first_primary=first_primary)
+
+    @staticmethod
+    def build_encoded(batches: Iterable[list[bytes]], path: PathLike, *, meta: Optional[dict] = None,
+                      tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000,
+                      order_ids: Optional[Callable[[str, str, list[str]], list[str]]] = None) -> None:
+        """:meth:`build` of records already encoded: `batches` are lists made by :func:`encode_records`
+        (in any order, repeats allowed). The table is the one ``build`` writes of the same records;
+        making the lines where the records are made (a reader's workers) takes that work off the
+        process that sorts and writes."""
+        NameTable._build(_checked_batches(batches), path, meta=meta, tmp_dir=tmp_dir, chunk_size=chunk_size,
+                         order_ids=order_ids, first_primary=False)
+
+    @staticmethod
+    def _build(batches: Iterable[list[bytes]], path: PathLike, *, meta: Optional[dict], tmp_dir: Optional[str],
+               chunk_size: int, order_ids: Optional[Callable[[str, str, list[str]], list[str]]],
+               first_primary: bool) -> None:
         meta = _check_meta(meta)
         with _build_dir(path, tmp_dir, chunk_size) as tmp:
             keys_path = os.path.join(tmp, "keys")  # key of every link, links in id-rule order
@@ -841,7 +905,7 @@ class NameTable(_Table):
             link_primary = bytearray()  # 1 when the link is a primary name
             digest = hashlib.blake2b(b"genre_fairseq names\n", digest_size=16)
             with open(keys_path, "wb") as keys_f, open(ents_path, "wb") as ents_f:
-                lines = _sorted_unique(_name_lines(records, first_primary), tmp, chunk_size)
+                lines = _sorted_unique(batches, tmp, chunk_size)
                 links = _links_first_primary if first_primary else _links
                 n_links, n_entities = links(lines, keys_f, ents_f, link_rank, link_primary, digest)
             ent_rank = np.frombuffer(link_rank, dtype=np.uint32) if n_links else np.zeros(0, np.uint32)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genre_fairseq.name_table import MentionTable, NameTable, id_sort_key
+from genre_fairseq.name_table import MentionTable, NameTable, encode_records, id_sort_key
 
 # ----------------------------------------------------------------------------- strategies
 
@@ -83,6 +83,45 @@ def test_build_is_independent_of_order_duplicates_and_chunking(records, chunk, d
         b = _build(shuffled, d, "b.names", chunk_size=chunk)
         with open(a, "rb") as fa, open(b, "rb") as fb:
             assert fa.read() == fb.read()  # byte-identical, hence the same fingerprint
+
+
+@settings(max_examples=30, deadline=None)
+@given(records=st.lists(st.tuples(entity_ids, langs, names, st.booleans()), max_size=40), chunk=st.integers(1, 5),
+       data=st.data())
+def test_build_encoded_writes_the_table_build_writes(records, chunk, data):
+    # Lines made in pieces (as a reader's workers make them), in any order and repeated, give the
+    # file build() gives of the records, byte for byte.
+    pieces = data.draw(st.lists(st.integers(0, len(records)), max_size=4).map(sorted))
+    cuts = [0] + pieces + [len(records)]
+    batches = [encode_records(records[lo:hi]) for lo, hi in zip(cuts, cuts[1:])]
+    batches = data.draw(st.permutations(batches + batches[:1]))
+    with tempfile.TemporaryDirectory() as d:
+        a = _build(records, d, "a.names", meta={"k": 1})
+        b = os.path.join(d, "b.names")
+        NameTable.build_encoded(iter(batches), b, meta={"k": 1}, chunk_size=chunk)
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            assert fa.read() == fb.read()
+
+
+def test_encode_records_checks_as_build_does_and_build_encoded_refuses_other_lines(tmp):
+    with pytest.raises(ValueError, match=r"record #1 .*name"):
+        encode_records([("Q1", "en", "a", True), ("Q2", "en", "a\tb", False)])
+    with pytest.raises(ValueError, match="primary must be a bool"):
+        encode_records([("Q1", "en", "a", "yes")])
+    good = encode_records([("Q1", "en", "a", True)])
+    path = os.path.join(tmp, "t.names")
+    for batches, why in [([good, "Q1\ten\x1fa\t1\n"], "batch #1: expected a list"),
+                         ([good, ["Q1\ten\x1fa\t1\n"]], "batch #1: every line must be bytes"),
+                         ([[b"A01Q1\ten\x1fa\n"]], "batch #0: a line not made"),
+                         ([[b"A01Q1\ten\x1fa\t2\n"]], "batch #0: a line not made"),
+                         ([[b"A01Q1\ten\x1fa\t1"]], "batch #0: a line not made"),
+                         ([[b"A01Q1\ten\x1fa\t1\n", b""]], "batch #0: a line not made")]:
+        with pytest.raises(ValueError, match=why):
+            NameTable.build_encoded(batches, path)
+        assert not os.path.exists(path)
+    NameTable.build_encoded([good, []], path)
+    with NameTable.load(path) as t:
+        assert t.ids("en", "a") == ["Q1"] and t.primary_names("Q1") == [("en", "a")]
 
 
 def test_fingerprint_depends_on_content_not_meta(tmp):

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from genre_fairseq.name_table import text_problem
+from genre_fairseq.name_table import encode_records, text_problem
 from trie_tools import wikidata
 from trie_tools.names import NamesStats, SitelinkCounts, _usable, wikidata_names
 from trie_tools.wikidata import InputError, WikidataStats, iter_converted, iter_entities
@@ -99,6 +99,9 @@ def _run(path, sources, redirects, with_mentions, **kwargs):
     dump_stats = WikidataStats()
     records = list(wikidata_names(path, sources=sources, redirects=redirects, stats=stats, mentions=mentions,
                                   sitelinks=links, dump_stats=dump_stats, **kwargs))
+    if kwargs.get("encoded"):  # lists of spool lines, one per block: flattened to compare
+        assert all(isinstance(batch, list) for batch in records)
+        records = [line for batch in records for line in batch]
     return records, mentions, links, stats, dump_stats
 
 
@@ -119,9 +122,14 @@ def test_records_are_the_full_checks_records_with_one_worker_and_two(tmp_path, m
     one = _run(path, sources, REDIRECTS, with_mentions)
     monkeypatch.setattr(wikidata, "RANGE_BYTES", 5000)  # many tasks, cut anywhere
     two = _run(path, sources, REDIRECTS, with_mentions, workers=2)
+    # encoded: the same records as the name table's spool lines, made where the block is parsed
+    lines = encode_records(records)
+    one_encoded = _run(path, sources, REDIRECTS, with_mentions, encoded=True)
+    two_encoded = _run(path, sources, REDIRECTS, with_mentions, workers=2, encoded=True)
     empty = _full_read_empty(path)
-    for got_records, got_mentions, got_links, stats, dump_stats in (one, two):
-        assert got_records == records
+    for (got_records, got_mentions, got_links, stats, dump_stats), expected in (
+            (one, records), (two, records), (one_encoded, lines), (two_encoded, lines)):
+        assert got_records == expected
         assert got_mentions == (mentions if with_mentions else None)
         assert all(got_links.get(qid) == count for qid, count in links.items())
         assert not any(got_links.get(r[0]) for r in records if r[0] not in links)
@@ -131,7 +139,7 @@ def test_records_are_the_full_checks_records_with_one_worker_and_two(tmp_path, m
         assert stats.entities + dump_stats.empty == ref.entities + empty
         assert stats.entities - stats.no_names == ref.entities - ref.no_names
         assert dump_stats.malformed == 1 and dump_stats.malformed_lines == [12]
-    assert one[3] == two[3] and one[4] == two[4]
+    assert one[3] == two[3] == one_encoded[3] == two_encoded[3] and one[4] == two[4] == two_encoded[4]
 
 
 def test_a_bad_name_under_strict_stops_the_run_from_a_worker(tmp_path):

@@ -128,7 +128,7 @@ def cmd_names(args: argparse.Namespace) -> None:
             kwargs = {} if classes is None else {"classes": classes}
             return wikidata_names(args.wikidata, langs=langs, sources=sources, redirects=redirects,
                                   workers=args.workers, strict=args.strict, stats=stats, dump_stats=dump_stats,
-                                  mentions=mentions, sitelinks=sitelinks, **kwargs)
+                                  mentions=mentions, sitelinks=sitelinks, encoded=True, **kwargs)
     elif args.kilt_knowledge_source:
         from .kilt_knowledge import KiltSourceStats, kilt_names
 
@@ -176,7 +176,7 @@ def cmd_names(args: argparse.Namespace) -> None:
         first_primary = not (args.wikidata or args.kilt_knowledge_source)
         write_tables(records, output, mentions_output=mentions_output, meta=meta, progress=not args.quiet,
                      anchors=anchors, sitelinks=sitelinks, anchor_stats=anchor_stats, strict=args.strict,
-                     first_primary=first_primary, tmp_dir=args.tmp_dir)
+                     first_primary=first_primary, tmp_dir=args.tmp_dir, encoded=bool(args.wikidata))
         if first_primary and stats.names:  # a TSV's entities are counted by the table, not a set of ids
             with NameTable.load(output, verify=False) as table:
                 stats.entities = stats.kept = table.num_entities

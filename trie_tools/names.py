@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from genre_fairseq.identifiers import check_lang, choose_canonical, format_identifier
 from genre_fairseq.datasets import ReadReport
-from genre_fairseq.name_table import MentionTable, NameTable, text_problem
+from genre_fairseq.name_table import MentionTable, NameTable, encode_records, text_problem
 
 from ._io import InputError, PathLike, open_binary
 from .custom_kb import CustomKBStats, iter_custom_kb
@@ -141,13 +141,15 @@ class _EntityNames:
 
     Called by ``iter_converted`` with the kept entities of a block; returns columns, which msgpack
     sends back compactly and ``zip`` turns into records again: ``(qids, langs, names, primary)``
-    of the records, ``(names, qids)`` of the mention pairs (every source, with ``every``),
-    ``(qids, counts)`` of the sitelink counts, and the block's :class:`NamesStats` as a tuple.
+    of the records (with ``encode``: the records as ``encode_records`` lines, for
+    ``NameTable.build_encoded``), ``(names, qids)`` of the mention pairs (every source, with
+    ``every``), ``(qids, counts)`` of the sitelink counts, and the block's :class:`NamesStats` as a tuple.
     """
 
     def __init__(self, want: frozenset, every: bool, redirects: Mapping[str, Mapping[str, List[str]]],
-                 strict: bool) -> None:
+                 strict: bool, encode: bool = False) -> None:
         self.want, self.every, self.redirects, self.strict = want, every, redirects, strict
+        self.encode = encode
 
     def __call__(self, entities: List[WikidataEntity]) -> tuple:
         want, every, redirects, strict = self.want, self.every, self.redirects, self.strict
@@ -218,7 +220,8 @@ class _EntityNames:
             else:
                 stats.no_names += 1
         by_source = {source: count for source, count in counts.items() if count}
-        return ((qids, langs, names, flags), (mention_names, mention_qids), (link_qids, link_counts),
+        records = encode_records(zip(qids, langs, names, flags)) if self.encode else (qids, langs, names, flags)
+        return (records, (mention_names, mention_qids), (link_qids, link_counts),
                 (stats.entities, stats.kept, stats.no_names, stats.names, stats.skipped, by_source, stats.examples))
 
 
@@ -245,8 +248,12 @@ def wikidata_names(
     dump_stats: Optional[WikidataStats] = None,
     mentions: Optional[List[Tuple[str, str]]] = None,
     sitelinks: Optional["SitelinkCounts"] = None,
+    encoded: bool = False,
 ) -> Iterator[NameRecord]:
     """Name records ``(qid, lang, name, primary)`` of the kept items of a Wikidata dump.
+
+    With ``encoded``, lists of those records as ``encode_records`` lines instead, one list per
+    block of the dump, for ``NameTable.build_encoded``: with workers, the lines are made there.
 
     ``redirects`` maps a language to ``redirects_by_target`` of its wiki. Every name read, from
     any source, is also appended to ``mentions`` as ``(name, qid)`` when a list is given.
@@ -265,7 +272,7 @@ def wikidata_names(
     # sitelinks always: they decide which labels are primary and give the sitelink counts.
     every = mentions is not None
     fields = ["sitelinks"] + [f for f in ("labels", "aliases") if every or f in want]
-    convert = _EntityNames(want, every, redirects or {}, strict)
+    convert = _EntityNames(want, every, redirects or {}, strict, encoded)
     options = dict(langs=langs, classes=classes, fields=fields, workers=workers, strict=strict, stats=dump_stats)
     if redirects and workers > 1:
         # The redirect maps stay in this process: a forked worker would copy every page of them that
@@ -284,7 +291,10 @@ def wikidata_names(
         if sitelinks is not None:
             for qid, count in zip(*links):
                 sitelinks[qid] = count
-        yield from zip(*records)
+        if encoded:
+            yield records
+        else:
+            yield from zip(*records)
 
 
 def tsv_names(
@@ -446,8 +456,12 @@ def write_tables(
     strict: bool = False,
     first_primary: bool = False,
     tmp_dir: Optional[str] = None,
+    encoded: bool = False,
 ) -> None:
     """Write the name table of ``make_records(mentions_sink)`` to ``output``, and the mention table if asked.
+
+    ``encoded``: ``make_records`` gives lists of ``encode_records`` lines (``wikidata_names(...,
+    encoded=True)``), not records.
 
     ``anchors`` (anchors JSON-lines files) add hyperlink counts to the mention table and, with
     ``sitelinks`` (filled while the records stream), order the entities of ambiguous names
@@ -469,9 +483,14 @@ def write_tables(
         records = make_records(spool)
         try:
             # ``order`` is called after every record is read, when ``sitelinks`` is complete.
-            NameTable.build(tqdm(records, desc="names", unit=" names", disable=not progress, smoothing=0.1),
-                            output, meta=meta, order_ids=prior.order if (anchors or sitelinks is not None) else None,
-                            first_primary=first_primary, tmp_dir=tmp)
+            order = prior.order if (anchors or sitelinks is not None) else None
+            bar = tqdm(desc="names", unit=" names", disable=not progress, smoothing=0.1)
+            with bar:
+                if encoded:
+                    NameTable.build_encoded(_counted(records, bar), output, meta=meta, order_ids=order, tmp_dir=tmp)
+                else:
+                    NameTable.build(chain.from_iterable(_counted(_batches(records, 4096), bar)), output, meta=meta,
+                                    order_ids=order, first_primary=first_primary, tmp_dir=tmp)
         finally:
             if prior.anchors is not None:
                 prior.anchors.close()
@@ -489,6 +508,13 @@ def write_tables(
             with NameTable.load(output, verify=False) as table:
                 for _ in _linked(_spooled(anchor_spool), table, anchor_stats):
                     pass  # counted only: without --mentions the links order the name table alone
+
+
+def _counted(batches: Iterable[list], bar: tqdm) -> Iterator[list]:
+    """`batches` as they come, the progress bar advanced by the length of each."""
+    for batch in batches:
+        bar.update(len(batch))
+        yield batch
 
 
 def _linked(items: Iterable[Tuple[str, str, int]], table: NameTable,
