@@ -6,6 +6,7 @@ give what a plain loop over every entity (all fields decoded, each name checked 
 the same records in the same order, the same counts and skipped-name examples, mention pairs and
 sitelink counts, whatever the sources and however the file is cut into tasks.
 """
+import gzip
 import json
 import random
 
@@ -171,6 +172,38 @@ def test_iter_converted_gives_each_blocks_conversion_in_order(tmp_path, workers)
         list(iter_converted(path, _Fails(), workers=workers))
     with pytest.raises(TypeError, match="convert must be callable"):
         iter_converted(path, None)
+
+
+class _Counted(_Ids):
+    calls = 0
+
+    def __call__(self, entities):
+        type(self).calls += 1
+        return super().__call__(entities)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_in_one_process_a_conversion_is_called_per_group_of_blocks(tmp_path, monkeypatch, suffix):
+    # A conversion costs something per call; in one process it is called per RANGE_BYTES of blocks,
+    # as in a worker, not per block (32 KiB: two items of the real dump).
+    path = _dump(tmp_path)
+    if suffix:
+        gz = tmp_path / "dump.json.gz"
+        gz.write_bytes(gzip.compress(path.read_bytes()))
+        path = gz
+    expected_stats = WikidataStats()
+    expected = [e.id for e in iter_entities(path, stats=expected_stats)]
+    data = gzip.decompress(path.read_bytes()) if suffix else path.read_bytes()
+    size = len(data)
+    for block_bytes, range_bytes in [(500, 5000), (700, 700), (300, 100), (3000, 1 << 30)]:
+        monkeypatch.setattr(wikidata, "RANGE_BYTES", range_bytes)
+        _Counted.calls, stats = 0, WikidataStats()
+        ids = [i for block in iter_converted(path, _Counted(), block_bytes=block_bytes, stats=stats,
+                                             decompress="python") for i in block]
+        assert ids == expected and stats == expected_stats
+        blocks = len(list(wikidata._cuts(data, 0, size, size, block_bytes)))
+        per_group = max(1, range_bytes // block_bytes)
+        assert _Counted.calls == -(-blocks // per_group), (block_bytes, range_bytes, blocks)
 
 
 class _Dies:
