@@ -44,7 +44,7 @@ import os
 import re
 import tempfile
 from collections import defaultdict
-from itertools import chain, islice
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from genre_fairseq.identifiers import check_lang, choose_canonical, format_identifier
 from genre_fairseq.datasets import ReadReport
-from genre_fairseq.name_table import MentionTable, NameTable, encode_records, text_problem
+from genre_fairseq.name_table import MentionTable, NameTable, _batched, encode_records, text_problem
 
 from ._io import InputError, PathLike, open_binary
 from .custom_kb import CustomKBStats, iter_custom_kb
@@ -225,16 +225,6 @@ class _EntityNames:
                 (stats.entities, stats.kept, stats.no_names, stats.names, stats.skipped, by_source, stats.examples))
 
 
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    """Lists of `size` consecutive items (the last one shorter)."""
-    items = iter(items)
-    while True:
-        batch = list(islice(items, size))
-        if not batch:
-            return
-        yield batch
-
-
 def wikidata_names(
     dump: PathLike,
     *,
@@ -277,7 +267,7 @@ def wikidata_names(
     if redirects and workers > 1:
         # The redirect maps stay in this process: a forked worker would copy every page of them that
         # its lookups touch (reference counts), up to a copy of the maps per worker.
-        blocks = map(convert, _batches(iter_entities(dump, **options), 256))
+        blocks = map(convert, _batched(iter_entities(dump, **options), 256))
     else:
         blocks = iter_converted(dump, convert, **options)
     for records, pairs, links, block_stats in blocks:
@@ -484,13 +474,12 @@ def write_tables(
         try:
             # ``order`` is called after every record is read, when ``sitelinks`` is complete.
             order = prior.order if (anchors or sitelinks is not None) else None
-            bar = tqdm(desc="names", unit=" names", disable=not progress, smoothing=0.1)
-            with bar:
-                if encoded:
+            if encoded:
+                with tqdm(desc="names", unit=" names", disable=not progress, smoothing=0.1) as bar:
                     NameTable.build_encoded(_counted(records, bar), output, meta=meta, order_ids=order, tmp_dir=tmp)
-                else:
-                    NameTable.build(chain.from_iterable(_counted(_batches(records, 4096), bar)), output, meta=meta,
-                                    order_ids=order, first_primary=first_primary, tmp_dir=tmp)
+            else:
+                NameTable.build(tqdm(records, desc="names", unit=" names", disable=not progress, smoothing=0.1),
+                                output, meta=meta, order_ids=order, first_primary=first_primary, tmp_dir=tmp)
         finally:
             if prior.anchors is not None:
                 prior.anchors.close()
