@@ -60,6 +60,8 @@ def main() -> None:
     args = p.parse_args()
     if args.names < 1 or args.chunk_size < 1:
         p.error("--names and --chunk-size must be >= 1")
+    if args.tmp_dir is not None and not os.path.isdir(args.tmp_dir):
+        p.error(f"--tmp-dir {args.tmp_dir}: not a directory")
     started = time.perf_counter()
     data, total = batches(args.names)
     print(f"{total:,} lines in {len(data):,} batches, generated in {time.perf_counter() - started:.0f} s", flush=True)

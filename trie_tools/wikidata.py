@@ -36,9 +36,9 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from itertools import islice
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from typing import (
     Any,
     BinaryIO,
