@@ -151,6 +151,13 @@ def test_a_failed_write_leaves_neither_output_nor_temporary_file(work, capsys, m
 # ----------------------------------------------------------------------------- genre-trie: data
 
 
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_names_workers_below_one_is_refused_before_anything_runs(work, capsys, workers):
+    line = fails(capsys, "trie", "names", "--wikidata", WIKIDATA, "--output", work / "o.names",
+                 "--workers", workers, named=["--workers must be >= 1", f"got {workers}"], where=work)
+    assert line.startswith("genre-trie names: error:")
+
+
 def test_page_and_redirect_dumps_swapped(work, capsys):
     fails(capsys, "trie", "names", "--wikidata", WIKIDATA, "--redirects", REDIRECT_SQL, PAGE_SQL, "--lang", "en",
           "--output", work / "o.names", named=["page.sql", "this is the page dump", "wrong order"], where=work)

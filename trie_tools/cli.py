@@ -88,6 +88,8 @@ def cmd_names(args: argparse.Namespace) -> None:
     bad = [s for s in sources if s not in SOURCES]
     if bad:
         raise UsageError(f"--sources: unknown source(s) {', '.join(bad)}; choose from {', '.join(SOURCES)}")
+    if args.workers < 1:  # before any progress bar or output: the reader would refuse it only once read
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     redirect_pairs = args.redirects or []
     redirect_langs = args.lang or []
     if len(redirect_pairs) != len(redirect_langs):
