@@ -385,26 +385,110 @@ def _sorted_summed(items: Iterable[tuple[bytes, int]], tmp_dir: str, chunk_size:
             f.close()
 
 
-def _spool_texts(path: str, chunk_bytes: int = 1 << 20) -> Iterator[str]:
-    """The lines of a spool file (each ends with a newline) as str, decoded and split a chunk at a time."""
+def _spool_texts(path: str, chunk_bytes: int = 1 << 20, start: int = 0, end: Optional[int] = None) -> Iterator[str]:
+    """The lines of a spool file (each ends with a newline) as str, decoded and split a chunk at a time;
+    only those in bytes [start, end) if given (both at line starts, as :func:`_line_ranges` cuts)."""
     with open(path, "rb") as f:
-        while True:
-            chunk = f.read(chunk_bytes)
+        f.seek(start)
+        left = -1 if end is None else end - start  # -1: to the end of the file
+        while left:
+            chunk = f.read(chunk_bytes if left < 0 else min(chunk_bytes, left))
             if not chunk:
                 return
             if not chunk.endswith(b"\n"):
                 chunk += f.readline()
+            if left > 0:
+                left -= len(chunk)
             lines = chunk.decode("utf-8").split("\n")
             lines.pop()  # the empty string after the last newline
             yield from lines
 
 
-def _spool_trie(path: str, n_lines: int) -> tuple[int, np.ndarray]:
-    """Save a marisa trie of a spool file's lines to ``path + ".marisa"``; its size and each line's key id."""
+def _line_ranges(path: str, parts: int) -> list[tuple[int, int]]:
+    """`parts` consecutive byte ranges of a file of lines, of about equal size, cut at line ends (a
+    range may be empty)."""
+    size = os.path.getsize(path)
+    cuts = [0]
+    with open(path, "rb") as f:
+        for k in range(1, parts):
+            point = max(size * k // parts, cuts[-1])
+            if 0 < point < size:
+                f.seek(point - 1)
+                f.readline()  # to the end of the line the point falls in (none if a line ends just before it)
+                point = f.tell()
+            cuts.append(min(point, size))
+    cuts.append(size)
+    return list(zip(cuts, cuts[1:]))
+
+
+# Lines from which a build given workers > 1 looks up the key ids in several processes; below it,
+# starting them costs more than the lookups they share (about 3 us a line at a few million keys).
+PARALLEL_LOOKUPS = 250_000
+
+
+def _spool_trie(path: str, n_lines: int, workers: int = 1) -> tuple[int, np.ndarray]:
+    """Save a marisa trie of a spool file's lines to ``path + ".marisa"``; its size and each line's key id.
+
+    With ``workers > 1`` and at least PARALLEL_LOOKUPS lines, the lookups (random walks in a trie
+    that no longer fits in a cache: more than the build costs) are split over that many processes,
+    which map the saved trie; the ids are the same.
+    """
     trie = marisa_trie.Trie(_spool_texts(path))  # duplicates merge
-    ids = np.fromiter(map(trie.get, _spool_texts(path)), dtype=np.uint32, count=n_lines)
     trie.save(path + ".marisa")
-    return len(trie), ids
+    if workers > 1 and n_lines >= PARALLEL_LOOKUPS:
+        return len(trie), _parallel_ids(trie, path, n_lines, workers)
+    return len(trie), np.fromiter(map(trie.get, _spool_texts(path)), dtype=np.uint32, count=n_lines)
+
+
+def _lookup_range(trie_path: str, path: str, start: int, end: int, out_path: str) -> None:
+    """A process of :func:`_parallel_ids`: the key id of each line in bytes [start, end) of the spool
+    file, written to ``out_path`` as native uint32."""
+    trie = marisa_trie.Trie()
+    trie.mmap(trie_path)
+    np.fromiter(map(trie.get, _spool_texts(path, start=start, end=end)), dtype=np.uint32).tofile(out_path)
+
+
+def _parallel_ids(trie: marisa_trie.Trie, path: str, n_lines: int, workers: int) -> np.ndarray:
+    """Each spool line's id in ``trie`` (saved at ``path + ".marisa"``): the first of `workers` ranges
+    looked up here, the others by processes that write their ids to files, read in order."""
+    import multiprocessing
+
+    ranges = _line_ranges(path, workers)
+    context = multiprocessing.get_context()
+    ids = np.empty(n_lines, dtype=np.uint32)
+    procs = []
+    try:
+        for k, (start, end) in enumerate(ranges[1:], 1):
+            proc = context.Process(target=_lookup_range, args=(path + ".marisa", path, start, end, f"{path}.ids{k}"),
+                                   name=f"name-table-lookups-{k}", daemon=True)
+            proc.start()
+            procs.append(proc)
+        pos = 0
+        for batch in _batched(_spool_texts(path, start=ranges[0][0], end=ranges[0][1]), 65536):
+            ids[pos:pos + len(batch)] = np.fromiter(map(trie.get, batch), dtype=np.uint32, count=len(batch))
+            pos += len(batch)
+        for k, proc in enumerate(procs, 1):
+            proc.join()
+            if proc.exitcode != 0:
+                raise RuntimeError(f"a lookup process of the table build failed (exit code {proc.exitcode}) "
+                                   f"on bytes {ranges[k][0]}-{ranges[k][1]} of {path}")
+            with open(f"{path}.ids{k}", "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size % 4 or pos + size // 4 > n_lines:
+                    raise RuntimeError(f"a lookup process of the table build wrote {size} bytes of ids for bytes "
+                                       f"{ranges[k][0]}-{ranges[k][1]} of {path}: more lines than the spool has")
+                if f.readinto(memoryview(ids[pos:pos + size // 4]).cast("B")) != size:
+                    raise RuntimeError(f"{path}.ids{k}: short read")
+            os.unlink(f"{path}.ids{k}")
+            pos += size // 4
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+    if pos != n_lines:
+        raise RuntimeError(f"the lookup processes of the table build found {pos} lines in {path}, not {n_lines}")
+    return ids
 
 
 def _smallest(values: np.ndarray, upper: int) -> np.ndarray:
@@ -867,7 +951,7 @@ class NameTable(_Table):
     def build(records: Iterable[tuple[str, str, str]], path: PathLike, *, meta: Optional[dict] = None,
               tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000,
               order_ids: Optional[Callable[[str, str, list[str]], list[str]]] = None,
-              first_primary: bool = False) -> None:
+              first_primary: bool = False, workers: int = 1) -> None:
         """Write the table of ``(entity_id, lang, name)`` records to ``path``; duplicates collapse.
 
         ``first_primary``: the records are triples, and the first name of each (entity, lang) in
@@ -877,26 +961,32 @@ class NameTable(_Table):
         ``order_ids(lang, name, ids)``, if given, is called for every ambiguous (lang, name) with its
         entity ids in id-rule order and returns them in the order ``ids()`` gives (e.g. by a prior);
         a reordered key enters the fingerprint.
+
+        ``workers``: processes that look up each link's key id once the key trie is built (the most
+        costly part of a large build); the table is the same for any number.
         """
         batches = _batched(_name_lines(records, first_primary), max(1, min(chunk_size, 4096)))
         NameTable._build(batches, path, meta=meta, tmp_dir=tmp_dir, chunk_size=chunk_size, order_ids=order_ids,
-                         first_primary=first_primary)
+                         first_primary=first_primary, workers=workers)
 
     @staticmethod
     def build_encoded(batches: Iterable[list[bytes]], path: PathLike, *, meta: Optional[dict] = None,
                       tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000,
-                      order_ids: Optional[Callable[[str, str, list[str]], list[str]]] = None) -> None:
+                      order_ids: Optional[Callable[[str, str, list[str]], list[str]]] = None,
+                      workers: int = 1) -> None:
         """:meth:`build` of records already encoded: `batches` are lists made by :func:`encode_records`
         (in any order, repeats allowed). The table is the one ``build`` writes of the same records;
         making the lines where the records are made (a reader's workers) takes that work off the
         process that sorts and writes."""
         NameTable._build(_checked_batches(batches), path, meta=meta, tmp_dir=tmp_dir, chunk_size=chunk_size,
-                         order_ids=order_ids, first_primary=False)
+                         order_ids=order_ids, first_primary=False, workers=workers)
 
     @staticmethod
     def _build(batches: Iterable[list[bytes]], path: PathLike, *, meta: Optional[dict], tmp_dir: Optional[str],
                chunk_size: int, order_ids: Optional[Callable[[str, str, list[str]], list[str]]],
-               first_primary: bool) -> None:
+               first_primary: bool, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         meta = _check_meta(meta)
         with _build_dir(path, tmp_dir, chunk_size) as tmp:
             keys_path = os.path.join(tmp, "keys")  # key of every link, links in id-rule order
@@ -910,8 +1000,8 @@ class NameTable(_Table):
                 n_links, n_entities = links(lines, keys_f, ents_f, link_rank, link_primary, digest)
             ent_rank = np.frombuffer(link_rank, dtype=np.uint32) if n_links else np.zeros(0, np.uint32)
 
-            n_keys, key_id = _spool_trie(keys_path, n_links)
-            _, ent_id_of_rank = _spool_trie(ents_path, n_entities)
+            n_keys, key_id = _spool_trie(keys_path, n_links, workers)
+            _, ent_id_of_rank = _spool_trie(ents_path, n_entities, workers)
 
             # Links are in id-rule order; a stable sort by key keeps that order within a key.
             order = np.argsort(key_id, kind="stable")
@@ -1054,8 +1144,14 @@ class MentionTable(_Table):
 
     @staticmethod
     def build(items: Iterable[tuple[str, str, int]], path: PathLike, *, meta: Optional[dict] = None,
-              tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000) -> None:
-        """Write the table of ``(mention, entity_id, count)`` items to ``path``; counts of duplicates sum."""
+              tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000, workers: int = 1) -> None:
+        """Write the table of ``(mention, entity_id, count)`` items to ``path``; counts of duplicates sum.
+
+        ``workers``: processes that look up the ids of the pairs' mentions and entities once their
+        tries are built; the table is the same for any number.
+        """
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         meta = _check_meta(meta)
         with _build_dir(path, tmp_dir, chunk_size) as tmp:
             mentions_path = os.path.join(tmp, "mentions")  # distinct mentions, sorted
@@ -1092,8 +1188,8 @@ class MentionTable(_Table):
                     flush(current, group)
             n_pairs = len(counts)
 
-            _, mention_id_of_ord = _spool_trie(mentions_path, n_mentions)
-            n_entities, pair_entity = _spool_trie(ents_path, n_pairs)
+            _, mention_id_of_ord = _spool_trie(mentions_path, n_mentions, workers)
+            n_entities, pair_entity = _spool_trie(ents_path, n_pairs, workers)
 
             pair_ord = np.frombuffer(pair_mention, dtype=np.uint32) if n_pairs else np.zeros(0, np.uint32)
             pair_mid = mention_id_of_ord[pair_ord]

@@ -535,3 +535,90 @@ def test_spool_lines_do_not_depend_on_which_records_share_an_id_object():
                 for e, lang, name, primary in records]
     assert list(_name_lines(records)) == expected
     assert list(_name_lines([tuple(r) for r in records[::-1]])) == expected[::-1]
+
+
+# ----------------------------------------------------------------------------- lookups in processes
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(st.text(_TEXT, max_size=6).filter(lambda t: "\n" not in t), max_size=30),
+       parts=st.integers(1, 7), chunk=st.integers(1, 9))
+def test_line_ranges_cut_a_spool_at_line_ends_and_its_ranges_read_back_every_line(lines, parts, chunk):
+    from genre_fairseq.name_table import _line_ranges, _spool_texts
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "spool")
+        data = "".join(line + "\n" for line in lines).encode("utf-8")
+        with open(path, "wb") as f:
+            f.write(data)
+        ranges = _line_ranges(path, parts)
+        assert len(ranges) == parts and ranges[0][0] == 0 and ranges[-1][1] == len(data)
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])) and all(lo <= hi for lo, hi in ranges)
+        assert all(lo == 0 or data[lo - 1:lo] == b"\n" for lo, _ in ranges)
+        read = [line for lo, hi in ranges for line in _spool_texts(path, chunk, start=lo, end=hi)]
+        assert read == lines == list(_spool_texts(path, chunk))
+
+
+def _digest(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.mark.parametrize("n", [0, 2, 300])
+def test_lookups_in_processes_write_the_tables_one_process_writes(tmp, monkeypatch, n):
+    import random
+
+    import genre_fairseq.name_table as name_table
+
+    rng = random.Random(n)
+    records = [("Q%d" % rng.randint(1, n // 3 + 1), rng.choice(["en", "de", ""]), "n%d é" % rng.randint(0, n))
+               for _ in range(n)]
+    items = [(name, entity, rng.randint(1, 9)) for entity, _, name in records]
+    one = _build(records, tmp, "one.names")
+    MentionTable.build(items, os.path.join(tmp, "one.mentions"))
+    monkeypatch.setattr(name_table, "PARALLEL_LOOKUPS", 1)  # every spool of a line or more
+    for workers in (2, 5):
+        many = _build(records, tmp, f"w{workers}.names", workers=workers, chunk_size=7)
+        assert _digest(many) == _digest(one)
+        MentionTable.build(items, os.path.join(tmp, f"w{workers}.mentions"), workers=workers, chunk_size=7)
+        assert _digest(os.path.join(tmp, f"w{workers}.mentions")) == _digest(os.path.join(tmp, "one.mentions"))
+    assert sorted(os.listdir(tmp)) == ["one.mentions", "one.names", "w2.mentions", "w2.names", "w5.mentions",
+                                       "w5.names"]
+
+
+def test_workers_below_one_are_refused(tmp):
+    for build in (lambda: NameTable.build([("Q1", "en", "a")], os.path.join(tmp, "t.names"), workers=0),
+                  lambda: MentionTable.build([("a", "Q1", 1)], os.path.join(tmp, "t.mentions"), workers=-1)):
+        with pytest.raises(ValueError, match="workers must be >= 1"):
+            build()
+    assert os.listdir(tmp) == []
+
+
+def _exit_3(*args):
+    os._exit(3)
+
+
+def _too_many_ids(trie_path, path, start, end, out_path):
+    import numpy as np
+
+    np.zeros(10**4, dtype=np.uint32).tofile(out_path)
+
+
+@pytest.mark.skipif(__import__("multiprocessing").get_start_method() != "fork",
+                    reason="the replaced lookup reaches the processes only when they are forked")
+@pytest.mark.parametrize("lookup, why", [(_exit_3, r"lookup process of the table build failed \(exit code 3\)"),
+                                         (_too_many_ids, "more lines than the spool has")])
+def test_a_failed_lookup_process_fails_the_build_and_writes_nothing(tmp, monkeypatch, lookup, why):
+    import multiprocessing
+
+    import genre_fairseq.name_table as name_table
+
+    monkeypatch.setattr(name_table, "PARALLEL_LOOKUPS", 1)
+    monkeypatch.setattr(name_table, "_lookup_range", lookup)
+    path = os.path.join(tmp, "t.names")
+    with pytest.raises(RuntimeError, match=why):
+        NameTable.build([("Q%d" % i, "en", "n%d" % i) for i in range(50)], path, workers=3)
+    assert os.listdir(tmp) == []
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("name-table-lookups-")]

@@ -187,6 +187,28 @@ def test_canonical_collisions_get_the_language(tmp_path):
 # ----------------------------------------------------------------------------- bad input
 
 
+def test_lookups_shared_by_workers_write_the_same_files(kb, tmp_path, monkeypatch):
+    # --workers also splits the tables' key-id lookups (above PARALLEL_LOOKUPS lines, here every
+    # spool): the name and mention tables are the files one process writes, for each kind of input.
+    import genre_fairseq.name_table as name_table
+
+    monkeypatch.setattr(name_table, "PARALLEL_LOOKUPS", 1)
+    shared, parallel_ids = [], name_table._parallel_ids
+    monkeypatch.setattr(name_table, "_parallel_ids", lambda *a: shared.append(a[3]) or parallel_ids(*a))
+    written = {}
+    for source in (["--wikidata", WIKIDATA, "--redirects", PAGE_SQL, REDIRECT_SQL, "--lang", "en"],
+                   ["--tsv", KB_TSV]):
+        for workers in (1, 3):
+            out = tmp_path / f"{source[0][2:]}{workers}"
+            assert run("names", *source, "--output", f"{out}.names", "--mentions", f"{out}.mentions",
+                       "--workers", workers, "--quiet") == 0
+            written[source[0], workers] = [open(f"{out}.{kind}", "rb").read() for kind in ("names", "mentions")]
+        assert written[source[0], 1] == written[source[0], 3]
+        assert shared == [3, 3, 3, 3]  # the name table's keys and entities, the mention table's mentions and pairs
+        shared.clear()
+    assert [open(kb[kind], "rb").read() for kind in ("names", "mentions")] == written["--wikidata", 3]
+
+
 def test_malformed_wikidata_lines_are_counted_or_fatal(tmp_path, capsys):
     bad = os.path.join(FIXTURES, "wikidata-malformed.json")
     assert run("names", "--wikidata", bad, "--output", tmp_path / "m.names", "--sources", "titles,labels") == 0

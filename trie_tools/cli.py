@@ -178,7 +178,8 @@ def cmd_names(args: argparse.Namespace) -> None:
         first_primary = not (args.wikidata or args.kilt_knowledge_source)
         write_tables(records, output, mentions_output=mentions_output, meta=meta, progress=not args.quiet,
                      anchors=anchors, sitelinks=sitelinks, anchor_stats=anchor_stats, strict=args.strict,
-                     first_primary=first_primary, tmp_dir=args.tmp_dir, encoded=bool(args.wikidata))
+                     first_primary=first_primary, tmp_dir=args.tmp_dir, encoded=bool(args.wikidata),
+                     workers=args.workers)
         if first_primary and stats.names:  # a TSV's entities are counted by the table, not a set of ids
             with NameTable.load(output, verify=False) as table:
                 stats.entities = stats.kept = table.num_entities
@@ -481,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop items that are instance/subclass of these classes (default: the Wikimedia-internal "
                    "classes listed in the README; give an empty string to keep everything)")
     p.add_argument("--mentions", metavar="KB.mentions", help="also write the mention table (mention -> entity counts)")
-    p.add_argument("--workers", type=int, default=1, help="processes parsing the Wikidata dump (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="processes parsing the Wikidata dump and, for any input, "
+                   "looking up the tables' keys once their tries are built (default 1; the tables are the same)")
     p.add_argument("--output", required=True, metavar="KB.names", help="where to write the name table")
     p.add_argument("--tmp-dir", metavar="DIR", help="where the sorted runs of the tables are spilled (about the size "
                    "of the input once more; default: the directory of --output)")

@@ -447,6 +447,7 @@ def write_tables(
     first_primary: bool = False,
     tmp_dir: Optional[str] = None,
     encoded: bool = False,
+    workers: int = 1,
 ) -> None:
     """Write the name table of ``make_records(mentions_sink)`` to ``output``, and the mention table if asked.
 
@@ -457,7 +458,8 @@ def write_tables(
     ``sitelinks`` (filled while the records stream), order the entities of ambiguous names
     (``EntityPrior``). ``first_primary``: the records are triples whose primary names the table
     finds (``NameTable.build``), as ``tsv_names`` needs. Spools and sorted runs go to ``tmp_dir``
-    (default: the directory of ``output``).
+    (default: the directory of ``output``). ``workers``: processes that look up the tables' keys once
+    their tries are built (``NameTable.build``); the tables are the same for any number.
     """
     where = tmp_dir if tmp_dir is not None else os.path.dirname(os.path.abspath(os.fspath(output)))
     anchor_stats = anchor_stats if anchor_stats is not None else AnchorStats()
@@ -476,10 +478,12 @@ def write_tables(
             order = prior.order if (anchors or sitelinks is not None) else None
             if encoded:
                 with tqdm(desc="names", unit=" names", disable=not progress, smoothing=0.1) as bar:
-                    NameTable.build_encoded(_counted(records, bar), output, meta=meta, order_ids=order, tmp_dir=tmp)
+                    NameTable.build_encoded(_counted(records, bar), output, meta=meta, order_ids=order, tmp_dir=tmp,
+                                            workers=workers)
             else:
                 NameTable.build(tqdm(records, desc="names", unit=" names", disable=not progress, smoothing=0.1),
-                                output, meta=meta, order_ids=order, first_primary=first_primary, tmp_dir=tmp)
+                                output, meta=meta, order_ids=order, first_primary=first_primary, tmp_dir=tmp,
+                                workers=workers)
         finally:
             if prior.anchors is not None:
                 prior.anchors.close()
@@ -489,10 +493,12 @@ def write_tables(
                 with NameTable.load(output, verify=False) as table:
                     items = chain(items, _linked(_spooled(anchor_spool), table, anchor_stats))
                     MentionTable.build(tqdm(items, desc="mentions", unit=" mentions", disable=not progress,
-                                            smoothing=0.1), mentions_output, meta=meta, tmp_dir=tmp)
+                                            smoothing=0.1), mentions_output, meta=meta, tmp_dir=tmp,
+                                      workers=workers)
             else:
                 MentionTable.build(tqdm(items, desc="mentions", unit=" mentions", disable=not progress,
-                                        smoothing=0.1), mentions_output, meta=meta, tmp_dir=tmp)
+                                        smoothing=0.1), mentions_output, meta=meta, tmp_dir=tmp,
+                                  workers=workers)
         elif anchor_spool is not None:
             with NameTable.load(output, verify=False) as table:
                 for _ in _linked(_spooled(anchor_spool), table, anchor_stats):
