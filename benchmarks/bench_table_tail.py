@@ -29,7 +29,7 @@ import msgspec  # noqa: E402
 
 import genre_fairseq.name_table as name_table  # noqa: E402
 
-PHASES = ("_distinct_sorted", "_links", "_spool_trie", "_write_container")
+PHASES = ("_distinct_sorted", "_links", "_spool_tries", "_write_container")
 WIKIS = ["en", "de", "fr", "es", "it", "ru", "ja", "zh", "ar", "pt", "pl", "nl", "sv", "uk", "vi"] + [
     "x%d" % i for i in range(285)]
 
@@ -125,7 +125,7 @@ def main() -> None:
         links_only = [spent["_links"][i] - spent["_distinct_sorted"][i] for i in (0, 1)]
         rows = [("sort of each run (dict.fromkeys + sorted)", spent["_distinct_sorted"]),
                 ("receiving the batches, spilling and merging the runs, the pass over the sorted lines", links_only),
-                ("marisa tries: build + each link's key id (_spool_trie)", spent["_spool_trie"]),
+                ("marisa tries: build + each link's key id (_spool_tries)", spent["_spool_tries"]),
                 ("writing the file", spent["_write_container"])]
         rows.append(("the rest (numpy arrays)", [run["wall"] - sum(t[0] for _, t in rows),
                                                  run["cpu"] - sum(t[1] for _, t in rows)]))

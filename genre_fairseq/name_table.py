@@ -97,7 +97,9 @@ no timestamps: the same content and ``meta`` give a byte-identical file.
 Building streams: records are validated and spilled to sorted runs on disk (at most
 ``chunk_size`` records in memory at a time), merged with ``heapq.merge``, and the tries are
 fed from spool files, so Python never holds the set of distinct strings; marisa's builder
-holds one copy of the keys of the trie being built. The spool directory is created next to
+holds one copy of the keys of the trie being built (with ``workers > 1`` a table's two tries
+are built at once, in two processes, when both have PARALLEL_LOOKUPS lines or more: their
+builders' memory adds up). The spool directory is created next to
 the output (same disk) unless ``tmp_dir`` is given. What grows with the table is marisa's
 builder of the keys (about 60 bytes per key measured) and the integer arrays built after it; with
 ``first_primary`` the primary names are found in the merge, not in a set the caller keeps.
@@ -489,6 +491,48 @@ def _parallel_ids(trie: marisa_trie.Trie, path: str, n_lines: int, workers: int)
     if pos != n_lines:
         raise RuntimeError(f"the lookup processes of the table build found {pos} lines in {path}, not {n_lines}")
     return ids
+
+
+def _trie_and_ids(path: str, n_lines: int, out_path: str) -> None:
+    """A process of :func:`_spool_tries`: :func:`_spool_trie` of one spool, written to ``out_path`` as
+    the trie's size (8 bytes, little-endian) then each line's id (native uint32)."""
+    size, ids = _spool_trie(path, n_lines)
+    with open(out_path, "wb") as f:
+        f.write(struct.pack("<Q", size))
+        ids.tofile(f)
+
+
+def _spool_tries(first: tuple[str, int], second: tuple[str, int], workers: int) -> list[tuple[int, np.ndarray]]:
+    """:func:`_spool_trie` of two spools, each a (path, lines). With ``workers > 1`` and both of
+    PARALLEL_LOOKUPS lines or more, the smaller is built in a process of its own while this one builds
+    the larger (whose lookups are shared by `workers`): the two tries do not wait for each other."""
+    if workers == 1 or min(first[1], second[1]) < PARALLEL_LOOKUPS:
+        return [_spool_trie(*first, workers), _spool_trie(*second, workers)]
+    if second[1] > first[1]:
+        return _spool_tries(second, first, workers)[::-1]
+    import multiprocessing
+
+    out_path = second[0] + ".built"
+    proc = multiprocessing.get_context().Process(target=_trie_and_ids, args=(*second, out_path),
+                                                 name="name-table-trie", daemon=True)
+    proc.start()
+    try:
+        built = _spool_trie(*first, workers)
+        proc.join()
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"a trie process of the table build failed (exit code {proc.exitcode}) on {second[0]}")
+    with open(out_path, "rb") as f:
+        head = f.read(8)
+        ids = np.fromfile(f, dtype=np.uint32)
+    os.unlink(out_path)
+    if len(head) != 8 or ids.size != second[1]:
+        raise RuntimeError(f"a trie process of the table build wrote {ids.size} ids for the {second[1]} lines of "
+                           f"{second[0]}")
+    return [built, (struct.unpack("<Q", head)[0], ids)]
 
 
 def _smallest(values: np.ndarray, upper: int) -> np.ndarray:
@@ -963,7 +1007,8 @@ class NameTable(_Table):
         a reordered key enters the fingerprint.
 
         ``workers``: processes that look up each link's key id once the key trie is built (the most
-        costly part of a large build); the table is the same for any number.
+        costly part of a large build), and build the entity trie beside the key trie; the table is
+        the same for any number.
         """
         batches = _batched(_name_lines(records, first_primary), max(1, min(chunk_size, 4096)))
         NameTable._build(batches, path, meta=meta, tmp_dir=tmp_dir, chunk_size=chunk_size, order_ids=order_ids,
@@ -1000,8 +1045,8 @@ class NameTable(_Table):
                 n_links, n_entities = links(lines, keys_f, ents_f, link_rank, link_primary, digest)
             ent_rank = np.frombuffer(link_rank, dtype=np.uint32) if n_links else np.zeros(0, np.uint32)
 
-            n_keys, key_id = _spool_trie(keys_path, n_links, workers)
-            _, ent_id_of_rank = _spool_trie(ents_path, n_entities, workers)
+            (n_keys, key_id), (_, ent_id_of_rank) = _spool_tries((keys_path, n_links), (ents_path, n_entities),
+                                                                 workers)
 
             # Links are in id-rule order; a stable sort by key keeps that order within a key.
             order = np.argsort(key_id, kind="stable")
@@ -1147,8 +1192,8 @@ class MentionTable(_Table):
               tmp_dir: Optional[str] = None, chunk_size: int = 1_000_000, workers: int = 1) -> None:
         """Write the table of ``(mention, entity_id, count)`` items to ``path``; counts of duplicates sum.
 
-        ``workers``: processes that look up the ids of the pairs' mentions and entities once their
-        tries are built; the table is the same for any number.
+        ``workers``: processes that build the mention and entity tries at once and look up the ids
+        of the pairs' entities; the table is the same for any number.
         """
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -1188,8 +1233,8 @@ class MentionTable(_Table):
                     flush(current, group)
             n_pairs = len(counts)
 
-            _, mention_id_of_ord = _spool_trie(mentions_path, n_mentions, workers)
-            n_entities, pair_entity = _spool_trie(ents_path, n_pairs, workers)
+            (_, mention_id_of_ord), (n_entities, pair_entity) = _spool_tries((mentions_path, n_mentions),
+                                                                             (ents_path, n_pairs), workers)
 
             pair_ord = np.frombuffer(pair_mention, dtype=np.uint32) if n_pairs else np.zeros(0, np.uint32)
             pair_mid = mention_id_of_ord[pair_ord]

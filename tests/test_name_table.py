@@ -606,19 +606,28 @@ def _too_many_ids(trie_path, path, start, end, out_path):
     np.zeros(10**4, dtype=np.uint32).tofile(out_path)
 
 
+def _too_few_ids(path, n_lines, out_path):
+    with open(out_path, "wb") as f:
+        f.write(struct.pack("<Q", n_lines) + b"\0\0\0\0")
+
+
 @pytest.mark.skipif(__import__("multiprocessing").get_start_method() != "fork",
-                    reason="the replaced lookup reaches the processes only when they are forked")
-@pytest.mark.parametrize("lookup, why", [(_exit_3, r"lookup process of the table build failed \(exit code 3\)"),
-                                         (_too_many_ids, "more lines than the spool has")])
-def test_a_failed_lookup_process_fails_the_build_and_writes_nothing(tmp, monkeypatch, lookup, why):
+                    reason="the replaced function reaches the processes only when they are forked")
+@pytest.mark.parametrize("target, replaced, why", [
+    ("_lookup_range", _exit_3, r"lookup process of the table build failed \(exit code 3\)"),
+    ("_lookup_range", _too_many_ids, "more lines than the spool has"),
+    ("_trie_and_ids", _exit_3, r"trie process of the table build failed \(exit code 3\)"),
+    ("_trie_and_ids", _too_few_ids, r"wrote 1 ids for the 50 lines"),
+])
+def test_a_failed_lookup_or_trie_process_fails_the_build_and_writes_nothing(tmp, monkeypatch, target, replaced, why):
     import multiprocessing
 
     import genre_fairseq.name_table as name_table
 
     monkeypatch.setattr(name_table, "PARALLEL_LOOKUPS", 1)
-    monkeypatch.setattr(name_table, "_lookup_range", lookup)
+    monkeypatch.setattr(name_table, target, replaced)
     path = os.path.join(tmp, "t.names")
     with pytest.raises(RuntimeError, match=why):
         NameTable.build([("Q%d" % i, "en", "n%d" % i) for i in range(50)], path, workers=3)
     assert os.listdir(tmp) == []
-    assert not [p for p in multiprocessing.active_children() if p.name.startswith("name-table-lookups-")]
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("name-table-")]

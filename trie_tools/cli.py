@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "classes listed in the README; give an empty string to keep everything)")
     p.add_argument("--mentions", metavar="KB.mentions", help="also write the mention table (mention -> entity counts)")
     p.add_argument("--workers", type=int, default=1, help="processes parsing the Wikidata dump and, for any input, "
-                   "looking up the tables' keys once their tries are built (default 1; the tables are the same)")
+                   "building the tables' tries and looking up their keys (default 1; the tables are the same)")
     p.add_argument("--output", required=True, metavar="KB.names", help="where to write the name table")
     p.add_argument("--tmp-dir", metavar="DIR", help="where the sorted runs of the tables are spilled (about the size "
                    "of the input once more; default: the directory of --output)")
