@@ -119,6 +119,8 @@ def main() -> None:
         run = build(data, workers, args.chunk_size, args.tmp_dir)
         runs.append((workers, run))
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+        # the largest RSS of any child so far (a forked child's counts the pages it still shares with this one)
+        child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
         spent = run["spent"]
         # _links pulls the sorted lines, which pulls the batches: its time holds receiving them, spilling and
         # merging the runs and the sorts, which are split out.
@@ -131,8 +133,9 @@ def main() -> None:
                                                  run["cpu"] - sum(t[1] for _, t in rows)]))
         print(f"\nNameTable.build_encoded of {total:,} lines ({args.chunk_size:,}-line runs), workers={workers}: "
               f"**{run['wall']:.1f} s wall, {run['wall'] / total * 1e6:.2f} us per name**; CPU {run['cpu']:.1f} s "
-              f"here + {run['child_cpu']:.1f} s in lookup processes; peak RSS so far {peak:.2f} GiB (the batches "
-              f"themselves included); load average {os.getloadavg()[0]:.2f}\n")
+              f"here + {run['child_cpu']:.1f} s in its processes; peak RSS so far {peak:.2f} GiB (the batches "
+              f"themselves included), of a process of the build {child_peak:.2f} GiB (pages shared with this one "
+              f"included); load average {os.getloadavg()[0]:.2f}\n")
         print("| phase | wall s | us per name (wall) | CPU s here |\n| --- | ---: | ---: | ---: |")
         for label, (w, c) in rows:
             print(f"| {label} | {w:.1f} | {w / total * 1e6:.2f} | {c:.1f} |")
