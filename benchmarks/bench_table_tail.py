@@ -3,8 +3,8 @@
 The workers send the name table's lines already encoded (``name_table.encode_records``), in
 msgpack batches of about 300 lines; the parent sorts them in runs, merges the runs and builds the
 table (``NameTable.build_encoded``). Most of that part runs in one process whatever the number of
-workers (only the key-id lookups once the tries are built are shared by them), so it bounds a large
-machine. This benchmark feeds ``build_encoded`` N synthetic Wikipedia-title lines the way the
+workers (they only build the entity trie beside the key trie and share the key-id lookups), so it
+bounds a large machine. This benchmark feeds ``build_encoded`` N synthetic Wikipedia-title lines the way the
 workers do (grouped by entity, ids ascending, 1-12 languages an entity, 60% of the names shared
 by an entity's languages) and prints the wall and CPU time per name of each phase.
 
@@ -96,7 +96,7 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--names", type=int, default=2_000_000, help="name records to build (default 2,000,000)")
     p.add_argument("--chunk-size", type=int, default=1_000_000, help="lines per sorted run (the build's default)")
-    p.add_argument("--workers", default="1", help="comma-separated lookup process counts, each built in turn "
+    p.add_argument("--workers", default="1", help="comma-separated worker counts, each built in turn "
                    "from the same batches (repeat a count to run it again: 1,2,1,2; medians compared; default 1)")
     p.add_argument("--tmp-dir", default=None, help="where the runs and the table go (default: a new temporary directory)")
     args = p.parse_args()

@@ -392,15 +392,14 @@ def _spool_texts(path: str, chunk_bytes: int = 1 << 20, start: int = 0, end: Opt
     only those in bytes [start, end) if given (both at line starts, as :func:`_line_ranges` cuts)."""
     with open(path, "rb") as f:
         f.seek(start)
-        left = -1 if end is None else end - start  # -1: to the end of the file
-        while left:
-            chunk = f.read(chunk_bytes if left < 0 else min(chunk_bytes, left))
+        left = (os.fstat(f.fileno()).st_size if end is None else end) - start
+        while left > 0:
+            chunk = f.read(min(chunk_bytes, left))
             if not chunk:
                 return
             if not chunk.endswith(b"\n"):
                 chunk += f.readline()
-            if left > 0:
-                left -= len(chunk)
+            left -= len(chunk)
             lines = chunk.decode("utf-8").split("\n")
             lines.pop()  # the empty string after the last newline
             yield from lines

@@ -458,8 +458,8 @@ def write_tables(
     ``sitelinks`` (filled while the records stream), order the entities of ambiguous names
     (``EntityPrior``). ``first_primary``: the records are triples whose primary names the table
     finds (``NameTable.build``), as ``tsv_names`` needs. Spools and sorted runs go to ``tmp_dir``
-    (default: the directory of ``output``). ``workers``: processes that look up the tables' keys once
-    their tries are built (``NameTable.build``); the tables are the same for any number.
+    (default: the directory of ``output``). ``workers``: processes that build a table's two tries at once
+    and share the lookups of its keys (``NameTable.build``); the tables are the same for any number.
     """
     where = tmp_dir if tmp_dir is not None else os.path.dirname(os.path.abspath(os.fspath(output)))
     anchor_stats = anchor_stats if anchor_stats is not None else AnchorStats()
